@@ -1,0 +1,106 @@
+//! `KvError`, the one error type that crosses the wire.
+//!
+//! Every variant is something a caller can act on: a program matches on it, and a person reads
+//! its message, which names the limit that was hit or what to do next.
+
+use serde::{Deserialize, Serialize};
+
+/// The error every RPC of the `Kv` service can return.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum KvError {
+    /// The key is empty; a key needs at least one byte.
+    #[error("the key is empty: a key must have at least 1 byte")]
+    EmptyKey,
+    /// The key is longer than the node accepts.
+    #[error("the key is {len} bytes, over the limit of {max} bytes (kvd --max-key-bytes)")]
+    KeyTooLarge {
+        /// Length of the key that was sent.
+        len: u64,
+        /// The node's limit.
+        max: u64,
+    },
+    /// The value is longer than the node accepts.
+    #[error("the value is {len} bytes, over the limit of {max} bytes (kvd --max-value-bytes)")]
+    ValueTooLarge {
+        /// Length of the value that was sent.
+        len: u64,
+        /// The node's limit.
+        max: u64,
+    },
+    /// A `put --if-version` found the key at another version (or absent).
+    #[error("version mismatch: expected version {expected}, the key is {}", match .actual { Some(v) => format!("at version {v}"), None => "absent".to_string() })]
+    VersionMismatch {
+        /// The version the caller expected.
+        expected: u64,
+        /// The version the key has now, `None` when it does not exist.
+        actual: Option<u64>,
+    },
+    /// A `put --if-absent` found the key present.
+    #[error("the key already exists (version {version})")]
+    AlreadyExists {
+        /// The version of the existing value.
+        version: u64,
+    },
+    /// This node does not take writes; send them to its master.
+    #[error("this node is a replica and takes no writes; send writes to the master{}", match .master { Some(m) => format!(" at {m}"), None => String::new() })]
+    NotMaster {
+        /// The master's advertised address, when known.
+        master: Option<String>,
+    },
+    /// A shard number out of range.
+    #[error("shard {shard} does not exist: this node has {shards} shards (0..{shards})")]
+    NoSuchShard {
+        /// The shard asked for.
+        shard: u32,
+        /// How many shards the node has.
+        shards: u32,
+    },
+    /// A request argument is out of its allowed range.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The storage engine failed; the write was not acknowledged.
+    #[error("storage error on shard {shard}: {message}")]
+    Storage {
+        /// The shard whose store failed.
+        shard: u32,
+        /// What the engine said.
+        message: String,
+    },
+    /// The node is shutting down and takes no new requests; retry against it once restarted.
+    #[error("the node is shutting down; retry once it is back")]
+    ShuttingDown,
+    /// The operation exists in the protocol but this node does not offer it yet.
+    #[error("not supported: {0}")]
+    Unsupported(String),
+}
+
+impl KvError {
+    /// Whether this error means the key was absent or a compare-and-swap condition did not hold:
+    /// the request was fine and the node answered, the answer was "no".
+    #[must_use]
+    pub fn is_condition_failed(&self) -> bool {
+        matches!(self, Self::VersionMismatch { .. } | Self::AlreadyExists { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_limit() {
+        let e = KvError::KeyTooLarge { len: 5120, max: 4096 };
+        assert_eq!(
+            e.to_string(),
+            "the key is 5120 bytes, over the limit of 4096 bytes (kvd --max-key-bytes)"
+        );
+        let e = KvError::VersionMismatch { expected: 3, actual: Some(7) };
+        assert_eq!(e.to_string(), "version mismatch: expected version 3, the key is at version 7");
+        let e = KvError::VersionMismatch { expected: 3, actual: None };
+        assert!(e.to_string().ends_with("the key is absent"));
+        assert!(e.is_condition_failed());
+        let e = KvError::NotMaster { master: Some("localhost:3000".into()) };
+        assert!(e.to_string().ends_with("to the master at localhost:3000"));
+    }
+}

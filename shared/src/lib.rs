@@ -1,0 +1,29 @@
+//! What `kvd` and `kvctl` agree on: the tarpc service, the wire types, the one error type that
+//! crosses the wire, the size limits, the key-to-shard routing and address parsing.
+//!
+//! ```text
+//! proto.rs      #[tarpc::service] Kv: get/put/delete/scan (clients), status (operators)
+//! types.rs      request and reply structs, Role, SyncPolicy, NodeStatus
+//! error.rs      KvError: a matchable enum with messages that name the limit or the fix
+//! limits.rs     key/value/frame/page limits and their defaults
+//! routing.rs    shard_for(key, shards): xxh3-64 of the key bytes modulo the shard count
+//! addr.rs       "http://localhost:3000" -> host + port, and --host parsing
+//! transport.rs  length-delimited bincode frames over TCP, TCP_NODELAY, a maximum frame length
+//!               on both ends, and a server codec that clamps absurd request deadlines
+//! ```
+//!
+//! Nothing here does I/O beyond the tarpc glue in `transport.rs`.
+
+#![warn(missing_docs)]
+
+pub mod addr;
+pub mod error;
+pub mod limits;
+pub mod proto;
+pub mod routing;
+pub mod transport;
+pub mod types;
+
+pub use error::KvError;
+pub use proto::{Kv, KvClient};
+pub use types::*;

@@ -1,0 +1,227 @@
+//! Frames on the wire: a 4-byte big-endian length, then a bincode body (varint integers,
+//! little-endian, trailing bytes rejected).
+//!
+//! ```text
+//!  TcpStream (TCP_NODELAY) -> LengthDelimitedCodec (max frame) -> ServerCodec / ClientCodec
+//!                                                                   -> tarpc BaseChannel / client
+//! ```
+//!
+//! tarpc sends a request's deadline as a duration from now and the receiver computes
+//! `Instant::now() + duration`, which panics when the duration is absurd (u64::MAX seconds).
+//! [`ServerCodec`] reads the deadline before tarpc does and clamps it to
+//! [`MAX_REQUEST_DEADLINE`](crate::limits::MAX_REQUEST_DEADLINE); a deadline that does not even
+//! decode as a duration is an invalid frame, which closes that one connection.
+
+use std::{io, marker::PhantomData, pin::Pin, time::Duration};
+
+use bincode::Options;
+use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use tarpc::{ClientMessage, Response};
+use tokio::net::TcpStream;
+use tokio_serde::{Deserializer, Serializer};
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+use crate::{
+    KvClient,
+    addr::Endpoint,
+    limits::{CLIENT_MAX_FRAME_BYTES, MAX_REQUEST_DEADLINE},
+    proto::{KvRequest, KvResponse},
+};
+
+/// The bincode options both ends use.
+#[must_use]
+pub fn wire_options() -> impl Options + Copy {
+    bincode::DefaultOptions::new()
+}
+
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+/// Codec of a client: requests out, responses in.
+pub struct ClientCodec<Item, SinkItem>(PhantomData<fn() -> (Item, SinkItem)>);
+
+impl<Item, SinkItem> Default for ClientCodec<Item, SinkItem> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<Item, SinkItem: Serialize> Serializer<SinkItem> for ClientCodec<Item, SinkItem> {
+    type Error = io::Error;
+    fn serialize(self: Pin<&mut Self>, item: &SinkItem) -> Result<Bytes, io::Error> {
+        wire_options().serialize(item).map(Bytes::from).map_err(invalid)
+    }
+}
+
+impl<Item: for<'de> Deserialize<'de>, SinkItem> Deserializer<Item> for ClientCodec<Item, SinkItem> {
+    type Error = io::Error;
+    fn deserialize(self: Pin<&mut Self>, src: &BytesMut) -> Result<Item, io::Error> {
+        wire_options().deserialize(src).map_err(invalid)
+    }
+}
+
+/// Codec of a server: requests in (deadlines clamped), responses out.
+pub struct ServerCodec<Req, Resp>(PhantomData<fn() -> (Req, Resp)>);
+
+impl<Req, Resp> Default for ServerCodec<Req, Resp> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<Req, Resp: Serialize> Serializer<Response<Resp>> for ServerCodec<Req, Resp> {
+    type Error = io::Error;
+    fn serialize(self: Pin<&mut Self>, item: &Response<Resp>) -> Result<Bytes, io::Error> {
+        wire_options().serialize(item).map(Bytes::from).map_err(invalid)
+    }
+}
+
+impl<Req: for<'de> Deserialize<'de>, Resp> Deserializer<ClientMessage<Req>> for ServerCodec<Req, Resp> {
+    type Error = io::Error;
+    fn deserialize(self: Pin<&mut Self>, src: &BytesMut) -> Result<ClientMessage<Req>, io::Error> {
+        match clamp_deadline(src)? {
+            Some(patched) => wire_options().deserialize(&patched).map_err(invalid),
+            None => wire_options().deserialize(src).map_err(invalid),
+        }
+    }
+}
+
+/// The leading fields of a `ClientMessage`, in the same order, so they decode from its prefix:
+/// `ClientMessage::Request(Request { context: Context { deadline, .. }, .. })`.
+#[derive(Serialize, Deserialize)]
+enum Head {
+    Request(HeadContext),
+    Cancel,
+}
+
+#[derive(Serialize, Deserialize)]
+struct HeadContext {
+    deadline: Duration,
+}
+
+/// Returns a re-encoded frame when the request's deadline is beyond the maximum, `None` when the
+/// frame can be decoded as it is.
+///
+/// # Errors
+/// When the deadline field does not decode (for example seconds and nanoseconds that overflow).
+pub fn clamp_deadline(src: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    let mut rest = src;
+    let head: Head = wire_options()
+        .allow_trailing_bytes()
+        .deserialize_from(&mut rest)
+        .map_err(|e| invalid(format!("bad request header: {e}")))?;
+    match head {
+        Head::Request(HeadContext { deadline }) if deadline > MAX_REQUEST_DEADLINE => {
+            let mut out = wire_options()
+                .serialize(&Head::Request(HeadContext { deadline: MAX_REQUEST_DEADLINE }))
+                .map_err(invalid)?;
+            out.extend_from_slice(rest);
+            Ok(Some(out))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The transport a node serves one connection on.
+pub type ServerTransport = tarpc::serde_transport::Transport<
+    TcpStream,
+    ClientMessage<KvRequest>,
+    Response<KvResponse>,
+    ServerCodec<KvRequest, KvResponse>,
+>;
+
+/// Wraps an accepted connection: TCP_NODELAY and a maximum frame length.
+///
+/// # Errors
+/// When the socket option cannot be set.
+pub fn server_transport(stream: TcpStream, max_frame: usize) -> io::Result<ServerTransport> {
+    stream.set_nodelay(true)?;
+    let framed = Framed::new(stream, length_codec(max_frame));
+    Ok(tarpc::serde_transport::new(framed, ServerCodec::default()))
+}
+
+/// The length-prefix codec with an explicit maximum frame length.
+#[must_use]
+pub fn length_codec(max_frame: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder().max_frame_length(max_frame).new_codec()
+}
+
+/// Connects to a node and returns a client whose dispatch task runs in the background.
+///
+/// # Errors
+/// When the name does not resolve or the connection is refused.
+pub async fn connect(endpoint: &Endpoint) -> io::Result<KvClient> {
+    let stream = TcpStream::connect((endpoint.host.as_str(), endpoint.port)).await?;
+    stream.set_nodelay(true)?;
+    let framed = Framed::new(stream, length_codec(CLIENT_MAX_FRAME_BYTES));
+    let transport = tarpc::serde_transport::new(framed, ClientCodec::default());
+    let mut config = tarpc::client::Config::default();
+    config.max_in_flight_requests = 10_000;
+    Ok(KvClient::new(config, transport).spawn())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_bytes::ByteBuf;
+    use std::time::Instant;
+
+    fn request_frame(deadline_secs: u64, nanos: u32) -> Vec<u8> {
+        let ctx = tarpc::context::current();
+        let msg: ClientMessage<KvRequest> = ClientMessage::Request(tarpc::Request {
+            context: ctx,
+            id: 7,
+            message: KvRequest::Get { key: ByteBuf::from(b"k".to_vec()) },
+        });
+        let body = wire_options().serialize(&msg).expect("encode");
+        // Replace the real deadline with the crafted one.
+        let mut rest = body.as_slice();
+        let _: Head = wire_options().allow_trailing_bytes().deserialize_from(&mut rest).expect("head");
+        #[derive(Serialize)]
+        struct RawDuration {
+            secs: u64,
+            nanos: u32,
+        }
+        #[derive(Serialize)]
+        enum RawHead {
+            Request(RawDuration),
+        }
+        let mut out = wire_options()
+            .serialize(&RawHead::Request(RawDuration { secs: deadline_secs, nanos }))
+            .expect("encode");
+        out.extend_from_slice(rest);
+        out
+    }
+
+    fn decode(frame: &[u8]) -> io::Result<ClientMessage<KvRequest>> {
+        let mut codec = ServerCodec::<KvRequest, KvResponse>::default();
+        Pin::new(&mut codec).deserialize(&BytesMut::from(frame))
+    }
+
+    #[test]
+    fn overflowing_deadline_is_clamped_not_a_panic() {
+        let msg = decode(&request_frame(u64::MAX, 0)).expect("decodes");
+        let ClientMessage::Request(req) = msg else { panic!("not a request") };
+        assert_eq!(req.id, 7);
+        assert!(req.context.deadline <= Instant::now() + MAX_REQUEST_DEADLINE);
+        assert!(matches!(req.message, KvRequest::Get { .. }));
+    }
+
+    #[test]
+    fn normal_deadline_is_kept() {
+        let msg = decode(&request_frame(5, 0)).expect("decodes");
+        let ClientMessage::Request(req) = msg else { panic!("not a request") };
+        let left = req.context.deadline - Instant::now();
+        assert!(left <= Duration::from_secs(5) && left > Duration::from_secs(4), "{left:?}");
+    }
+
+    #[test]
+    fn undecodable_deadline_is_an_error() {
+        // u64::MAX seconds plus 2e9 nanoseconds overflows Duration itself.
+        assert!(decode(&request_frame(u64::MAX, 2_000_000_000)).is_err());
+        assert!(decode(&[0xff, 0xff, 0xff]).is_err());
+        assert!(decode(&[]).is_err());
+    }
+}
