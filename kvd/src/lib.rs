@@ -1,0 +1,2 @@
+//! kvd, the daemon. Filled in below.
+pub mod storage;

@@ -1,0 +1,47 @@
+//! Errors of the storage layer.
+
+use std::path::PathBuf;
+
+/// What can go wrong opening or writing the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The engine failed.
+    #[error("storage engine error: {0}")]
+    Engine(#[from] fjall::Error),
+    /// A file of the data directory could not be read or written.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The directory was created with another shard count.
+    #[error(
+        "the data directory {dir} holds {stored} shards, but --shard={requested} was given: \
+         the shard count is fixed for the life of a data directory; start with --shard={stored} \
+         or use another --data-dir"
+    )]
+    ShardCountMismatch {
+        /// The data directory.
+        dir: PathBuf,
+        /// The count recorded in it.
+        stored: u32,
+        /// The count asked for.
+        requested: u32,
+    },
+    /// Another process holds the directory.
+    #[error("the data directory {0} is in use by another kvd process (its LOCK file is held)")]
+    Locked(PathBuf),
+    /// A stored record does not decode.
+    #[error("corrupt record in {what}: {detail}")]
+    Corrupt {
+        /// Where.
+        what: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+}
