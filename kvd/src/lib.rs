@@ -1,2 +1,150 @@
-//! kvd, the daemon. Filled in below.
+//! kvd, the daemon: one binary that runs as the master or as a replica.
+//!
+//! ```text
+//! main.rs     Args::parse -> validate -> logging::init -> Server::bind -> Server::run(signal)
+//! config.rs   flags and their validation into Config
+//! logging.rs  stdout + rolling files, panic hook
+//! node.rs     Node: shards, limits, lifecycle; what each request does
+//! rpc.rs      tarpc adapter, accept loop, per-IP connection cap
+//! storage/    fjall shard stores, group-commit writers, node.json
+//! ```
+//!
+//! Tests bind port 0 through [`Server::bind`], read [`Server::local_addr`], and stop the node
+//! by completing the shutdown future they pass to [`Server::run`].
+
+pub mod config;
+pub mod logging;
+pub mod node;
+pub mod rpc;
 pub mod storage;
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use shared::addr::Endpoint;
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+pub use config::Config;
+pub use node::Node;
+
+/// How long shutdown waits for accepted requests to finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long shutdown waits for connection tasks to write their last responses.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the node could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum KvdError {
+    /// The store failed to open.
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
+    /// `--host` does not resolve.
+    #[error("cannot resolve --host {host}: {source}")]
+    Resolve {
+        /// The host.
+        host: String,
+        /// The resolver's error.
+        source: std::io::Error,
+    },
+    /// The port cannot be bound.
+    #[error("cannot listen on {addr}: {source}; is another process using the port? pick another --port")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A feature that is not built yet.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// A node with its storage open and its port bound, not yet serving.
+pub struct Server {
+    node: Node,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    advertised: String,
+}
+
+impl Server {
+    /// Opens the storage and binds the listener.
+    ///
+    /// # Errors
+    /// When the role is not supported, the store cannot be opened, or the address cannot be
+    /// resolved or bound.
+    pub async fn bind(cfg: Config) -> Result<Self, KvdError> {
+        if cfg.master.is_some() {
+            return Err(KvdError::Unsupported(
+                "replication is not built yet: this kvd runs only as a master (drop --replica and --master)".into(),
+            ));
+        }
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((cfg.host.as_str(), cfg.port))
+            .await
+            .map_err(|source| KvdError::Resolve { host: cfg.host.clone(), source })?
+            .collect();
+        let addr = addrs.iter().find(|a| a.is_ipv4()).or_else(|| addrs.first()).copied().ok_or_else(|| {
+            KvdError::Resolve { host: cfg.host.clone(), source: std::io::Error::other("no addresses") }
+        })?;
+        let listener = TcpListener::bind(addr).await.map_err(|source| KvdError::Bind { addr, source })?;
+        let local_addr = listener.local_addr().map_err(|source| KvdError::Bind { addr, source })?;
+        let advertised = Endpoint { host: cfg.host.clone(), port: local_addr.port() }.to_string();
+        let node = Node::open(cfg)?;
+        node.set_advertised(advertised.clone());
+        Ok(Self { node, listener, local_addr, advertised })
+    }
+
+    /// The address the listener is bound to.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The node this server serves.
+    #[must_use]
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, finishes the requests in flight,
+    /// syncs every shard and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Self { node, listener, local_addr, advertised } = self;
+        let cfg = node.config();
+        tracing::info!(
+            role = %shared::Role::Master.as_str(),
+            address = %advertised,
+            listen = %local_addr,
+            shards = cfg.shards,
+            data_dir = %cfg.data_dir.display(),
+            sync = %cfg.sync.as_str(),
+            node_id = %node.node_id(),
+            version = env!("CARGO_PKG_VERSION"),
+            "kvd started"
+        );
+        let stop = CancellationToken::new();
+        let close_connections = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let accepting = rpc::accept_loop(listener, node.clone(), stop.clone(), close_connections.clone(), tracker.clone());
+        tokio::select! {
+            () = accepting => {}
+            () = shutdown => stop.cancel(),
+        }
+        tracing::info!("shutting down: no new connections; finishing requests in flight");
+        node.begin_shutdown();
+        let left = node.drain(DRAIN_TIMEOUT).await;
+        if left > 0 {
+            tracing::warn!(left, "requests still running after {DRAIN_TIMEOUT:?}; closing anyway");
+        }
+        // Let connection tasks write the responses of the requests that just finished.
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        close_connections.cancel();
+        tracker.close();
+        if tokio::time::timeout(CLOSE_TIMEOUT, tracker.wait()).await.is_err() {
+            tracing::warn!("connections did not close within {CLOSE_TIMEOUT:?}");
+        }
+        node.close_storage().await;
+        tracing::info!("kvd stopped");
+    }
+}

@@ -17,7 +17,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     thread::JoinHandle,
@@ -84,6 +84,12 @@ struct WriteOp {
     reply: oneshot::Sender<WriteResult>,
 }
 
+enum Msg {
+    Write(WriteOp),
+    /// Finish what is queued, refuse the rest, sync and stop.
+    Close,
+}
+
 /// Counters the writer publishes; read without locks by status and metrics.
 #[derive(Debug, Default)]
 pub struct WriterStats {
@@ -98,10 +104,10 @@ pub struct WriterStats {
 /// The sending side of a shard's writer.
 pub struct WriterHandle {
     shard: u32,
-    tx: mpsc::Sender<WriteOp>,
+    tx: mpsc::Sender<Msg>,
     last_seq: watch::Receiver<u64>,
     stats: Arc<WriterStats>,
-    thread: JoinHandle<()>,
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl WriterHandle {
@@ -134,7 +140,7 @@ impl WriterHandle {
                 path: format!("shard-{shard}").into(),
                 source,
             })?;
-        Ok(Self { shard, tx, last_seq: seq_rx, stats, thread })
+        Ok(Self { shard, tx, last_seq: seq_rx, stats, thread: Mutex::new(Some(thread)) })
     }
 
     /// Queues a write and waits until it is durable (or refused).
@@ -144,7 +150,7 @@ impl WriterHandle {
     /// writer has stopped.
     pub async fn submit(&self, kind: WriteKind) -> WriteResult {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(WriteOp { kind, reply }).await.map_err(|_| KvError::ShuttingDown)?;
+        self.tx.send(Msg::Write(WriteOp { kind, reply })).await.map_err(|_| KvError::ShuttingDown)?;
         answer.await.map_err(|_| KvError::Storage {
             shard: self.shard,
             message: "the shard writer stopped before answering".into(),
@@ -163,11 +169,16 @@ impl WriterHandle {
         &self.stats
     }
 
-    /// Stops taking writes, lets the writer finish what is queued, and waits for it.
-    pub fn close(self) {
-        drop(self.tx);
-        if self.thread.join().is_err() {
-            tracing::error!(shard = self.shard, "the shard writer thread panicked");
+    /// Stops taking writes, lets the writer finish what is queued, syncs, and waits for it.
+    pub async fn close(&self) {
+        // An error means the writer has already stopped.
+        let _ = self.tx.send(Msg::Close).await;
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!(shard = self.shard, "the shard writer thread panicked");
+            }
         }
     }
 }
@@ -187,21 +198,53 @@ fn now_ms() -> u64 {
 }
 
 impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<WriteOp>) {
+    fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut ops = Vec::with_capacity(256);
-        while let Some(first) = rx.blocking_recv() {
-            let mut bytes = first.kind.size();
-            ops.push(first);
+        let mut closing = false;
+        while !closing {
+            let Some(first) = rx.blocking_recv() else { break };
+            let mut bytes = 0;
+            match first {
+                Msg::Write(op) => {
+                    bytes += op.kind.size();
+                    ops.push(op);
+                }
+                Msg::Close => {
+                    closing = true;
+                    // Refuse new sends; what is already queued is still received below.
+                    rx.close();
+                }
+            }
             while ops.len() < MAX_BATCH_OPS && bytes < MAX_BATCH_BYTES {
                 match rx.try_recv() {
-                    Ok(op) => {
+                    Ok(Msg::Write(op)) => {
                         bytes += op.kind.size();
                         ops.push(op);
+                    }
+                    Ok(Msg::Close) => {
+                        closing = true;
+                        rx.close();
                     }
                     Err(_) => break,
                 }
             }
-            self.commit(&mut ops);
+            if !ops.is_empty() {
+                self.commit(&mut ops);
+            }
+            if closing {
+                // Drain whatever was queued before the close.
+                while let Ok(msg) = rx.try_recv() {
+                    if let Msg::Write(op) = msg {
+                        ops.push(op);
+                        if ops.len() >= MAX_BATCH_OPS {
+                            self.commit(&mut ops);
+                        }
+                    }
+                }
+                if !ops.is_empty() {
+                    self.commit(&mut ops);
+                }
+            }
         }
         if let Err(e) = self.store.persist() {
             tracing::error!(shard = self.store.id(), error = %e, "final sync of the shard failed");
@@ -354,7 +397,7 @@ mod tests {
         assert_eq!(w.submit(WriteKind::Delete { key: "a".into() }).await, Ok(None));
         assert_eq!(w.stats().keys.load(Ordering::Relaxed), 1);
         assert_eq!(*w.last_seq().borrow(), 4);
-        w.close();
+        w.close().await;
         assert_eq!(store.counters().expect("counters"), (4, 1));
     }
 
@@ -389,7 +432,7 @@ mod tests {
             for i in 0..20 {
                 w.submit(put(&format!("k{i}"), "v", PutCondition::None)).await.expect("put");
             }
-            w.close();
+            w.close().await;
             assert_eq!(store.log.iter().count(), 5, "the writer keeps `retention` records");
         }
         let store = Arc::new(ShardStore::open(dir.path(), 0).expect("reopen"));
@@ -397,6 +440,6 @@ mod tests {
         let w = WriterHandle::spawn(Arc::clone(&store), SyncPolicy::Always, 2).expect("spawn");
         assert_eq!(store.log.iter().count(), 2, "a lower retention trims at start");
         assert_eq!(w.submit(put("k0", "new", PutCondition::IfVersion(1))).await, Ok(Some(21)));
-        w.close();
+        w.close().await;
     }
 }

@@ -1,0 +1,258 @@
+//! Command-line flags (compatible with the original server's) and their validation into a typed
+//! [`Config`].
+//!
+//! `kvd --port=3000 --shard=2 --replica=false --host=http://localhost` and the `--flag value`
+//! form both work; every flag also reads a `KVD_*` environment variable.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser, ValueEnum};
+use shared::{SyncPolicy, addr, limits};
+
+/// kvd: a sharded, replicated key-value store node.
+#[derive(Debug, Parser)]
+#[command(name = "kvd", version, about, long_about = None)]
+pub struct Args {
+    /// TCP port to serve on (0 lets the OS pick one; the start-up line names it).
+    #[arg(long, env = "KVD_PORT", default_value_t = 3000)]
+    pub port: u16,
+    /// Number of shards; fixed for the life of the data directory.
+    #[arg(long, env = "KVD_SHARD", default_value_t = 2)]
+    pub shard: u32,
+    /// Run as a replica of `--master` (true) or as the master (false).
+    #[arg(long, env = "KVD_REPLICA", default_value_t = false, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub replica: bool,
+    /// The master's address, e.g. http://localhost:3000 (required with --replica=true).
+    #[arg(long, env = "KVD_MASTER")]
+    pub master: Option<String>,
+    /// The name this node is reached by (http://name, name or an IP); it listens on that
+    /// host's address and advertises host:port.
+    #[arg(long, env = "KVD_HOST", default_value = "http://localhost")]
+    pub host: String,
+    /// Data directory [default: ./data/node-<port>].
+    #[arg(long, env = "KVD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// When a write is acknowledged: `always` after its group commit is fsynced, `none` once it
+    /// reached the OS (survives a process crash, not a power loss).
+    #[arg(long, env = "KVD_SYNC", value_enum, default_value_t = SyncArg::Always)]
+    pub sync: SyncArg,
+    /// Largest key accepted, in bytes.
+    #[arg(long, env = "KVD_MAX_KEY_BYTES", default_value_t = limits::DEFAULT_MAX_KEY_BYTES)]
+    pub max_key_bytes: usize,
+    /// Largest value accepted, in bytes.
+    #[arg(long, env = "KVD_MAX_VALUE_BYTES", default_value_t = limits::DEFAULT_MAX_VALUE_BYTES)]
+    pub max_value_bytes: usize,
+    /// Replication log records kept per shard; a replica further behind resyncs fully.
+    #[arg(long, env = "KVD_LOG_RETENTION", default_value_t = 1_000_000)]
+    pub log_retention: u64,
+    /// Most open connections from one client IP address.
+    #[arg(long, env = "KVD_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
+    /// Directory of the log files [default: <data-dir>/logs].
+    #[arg(long, env = "KVD_LOG_DIR")]
+    pub log_dir: Option<PathBuf>,
+    /// How often log files roll over.
+    #[arg(long, env = "KVD_LOG_ROTATION", value_enum, default_value_t = Rotation::Daily)]
+    pub log_rotation: Rotation,
+    /// Most log files kept; older ones are deleted.
+    #[arg(long, env = "KVD_LOG_MAX_FILES", default_value_t = 7)]
+    pub log_max_files: usize,
+    /// Log filter, e.g. `info` or `kvd=debug` [default: RUST_LOG, else info].
+    #[arg(long, env = "KVD_LOG_LEVEL")]
+    pub log_level: Option<String>,
+}
+
+/// `--sync` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SyncArg {
+    /// fsync every group commit before acknowledging it.
+    Always,
+    /// Acknowledge once written to the OS.
+    None,
+}
+
+/// `--log-rotation` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Rotation {
+    /// A new file every minute (for tests).
+    Minutely,
+    /// A new file every hour.
+    Hourly,
+    /// A new file every day.
+    Daily,
+    /// One file, never rotated.
+    Never,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Port to bind (0: any).
+    pub port: u16,
+    /// Shard count.
+    pub shards: u32,
+    /// The master's endpoint when this node is a replica.
+    pub master: Option<addr::Endpoint>,
+    /// Host to listen on and advertise.
+    pub host: String,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Sync policy.
+    pub sync: SyncPolicy,
+    /// Key limit.
+    pub max_key_bytes: usize,
+    /// Value limit.
+    pub max_value_bytes: usize,
+    /// Log records kept per shard.
+    pub log_retention: u64,
+    /// Connection cap per client IP.
+    pub max_connections_per_ip: usize,
+    /// Log settings.
+    pub log: LogConfig,
+}
+
+/// Where and how the daemon logs.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Directory of the rolling files.
+    pub dir: PathBuf,
+    /// Rotation period.
+    pub rotation: Rotation,
+    /// Files kept.
+    pub max_files: usize,
+    /// Filter directive (`None`: `RUST_LOG`, else `info`).
+    pub level: Option<String>,
+}
+
+/// Most shards a node may have.
+pub const MAX_SHARDS: u32 = 1024;
+/// Largest value limit a node may be given (frames must stay below the client's maximum).
+pub const MAX_VALUE_LIMIT: usize = 64 * 1024 * 1024;
+/// Largest key limit (the engine's own bound is 64 KiB).
+pub const MAX_KEY_LIMIT: usize = 60 * 1024;
+
+/// A flag combination that cannot work; reported like a usage error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Args {
+    /// Checks the flags and resolves defaults.
+    ///
+    /// # Errors
+    /// With a message naming the flag and its allowed range.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let bad = |m: String| Err(ConfigError(m));
+        if self.shard == 0 || self.shard > MAX_SHARDS {
+            return bad(format!("--shard={} is out of range: use 1 to {MAX_SHARDS}", self.shard));
+        }
+        let master = match (self.replica, &self.master) {
+            (true, None) => {
+                return bad("--replica=true needs --master=<address of the master>, e.g. --master=http://localhost:3000".into());
+            }
+            (true, Some(m)) => Some(addr::parse_endpoint(m, 3000).map_err(|e| ConfigError(format!("--master: {e}")))?),
+            (false, Some(_)) => return bad("--master is only for replicas: add --replica=true, or drop --master".into()),
+            (false, None) => None,
+        };
+        let host = addr::parse_host(&self.host).map_err(|e| ConfigError(format!("--host: {e}")))?;
+        if self.max_key_bytes == 0 || self.max_key_bytes > MAX_KEY_LIMIT {
+            return bad(format!("--max-key-bytes={} is out of range: use 1 to {MAX_KEY_LIMIT}", self.max_key_bytes));
+        }
+        if self.max_value_bytes > MAX_VALUE_LIMIT {
+            return bad(format!("--max-value-bytes={} is out of range: use 0 to {MAX_VALUE_LIMIT}", self.max_value_bytes));
+        }
+        if self.log_retention == 0 {
+            return bad("--log-retention must be at least 1".into());
+        }
+        if self.max_connections_per_ip == 0 {
+            return bad("--max-connections-per-ip must be at least 1".into());
+        }
+        if self.log_max_files == 0 {
+            return bad("--log-max-files must be at least 1".into());
+        }
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from(format!("./data/node-{}", self.port)));
+        let log_dir = self.log_dir.unwrap_or_else(|| data_dir.join("logs"));
+        Ok(Config {
+            port: self.port,
+            shards: self.shard,
+            master,
+            host,
+            data_dir,
+            sync: match self.sync {
+                SyncArg::Always => SyncPolicy::Always,
+                SyncArg::None => SyncPolicy::None,
+            },
+            max_key_bytes: self.max_key_bytes,
+            max_value_bytes: self.max_value_bytes,
+            log_retention: self.log_retention,
+            max_connections_per_ip: self.max_connections_per_ip,
+            log: LogConfig { dir: log_dir, rotation: self.log_rotation, max_files: self.log_max_files, level: self.log_level },
+        })
+    }
+}
+
+impl Config {
+    /// A master on loopback port 0 with its data in `dir`, for tests.
+    #[must_use]
+    pub fn for_test(dir: &std::path::Path, shards: u32) -> Self {
+        Self {
+            port: 0,
+            shards,
+            master: None,
+            host: "127.0.0.1".into(),
+            data_dir: dir.to_path_buf(),
+            sync: SyncPolicy::Always,
+            max_key_bytes: limits::DEFAULT_MAX_KEY_BYTES,
+            max_value_bytes: limits::DEFAULT_MAX_VALUE_BYTES,
+            log_retention: 1_000_000,
+            max_connections_per_ip: 256,
+            log: LogConfig { dir: dir.join("logs"), rotation: Rotation::Never, max_files: 1, level: None },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let args = Args::try_parse_from(std::iter::once("kvd").chain(args.iter().copied())).map_err(|e| e.to_string())?;
+        args.validate().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn the_seed_command_lines_parse() {
+        let c = parse(&["--port=3000", "--shard=2", "--replica=false", "--host=http://localhost"]).expect("seed");
+        assert_eq!((c.port, c.shards, c.host.as_str()), (3000, 2, "localhost"));
+        assert!(c.master.is_none());
+        assert_eq!(c.data_dir, PathBuf::from("./data/node-3000"));
+        assert_eq!(c.log.dir, PathBuf::from("./data/node-3000/logs"));
+        let c = parse(&["--port", "3001", "--shard", "4"]).expect("space form");
+        assert_eq!((c.port, c.shards), (3001, 4));
+        assert_eq!(c.sync, SyncPolicy::Always);
+    }
+
+    #[test]
+    fn replica_needs_a_master() {
+        let e = parse(&["--port=3001", "--shard=2", "--replica=true"]).expect_err("usage error");
+        assert!(e.contains("--master"), "{e}");
+        let c = parse(&["--replica=true", "--master=http://localhost:3000"]).expect("replica");
+        assert_eq!(c.master.expect("master").port, 3000);
+        assert!(parse(&["--master=http://localhost:3000"]).is_err());
+    }
+
+    #[test]
+    fn ranges_are_named() {
+        assert!(parse(&["--shard=0"]).expect_err("zero").contains("1 to 1024"));
+        assert!(parse(&["--max-value-bytes=999999999"]).expect_err("big").contains("--max-value-bytes"));
+        assert!(parse(&["--host=http://x:1"]).expect_err("port in host").contains("--port"));
+        assert!(parse(&["--sync=sometimes"]).is_err());
+    }
+}
