@@ -28,6 +28,14 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        // Install the handlers before the start-up line, so a signal right after it is caught.
+        let shutdown = match shutdown_signal() {
+            Ok(fut) => fut,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install the SIGINT/SIGTERM handlers");
+                return ExitCode::FAILURE;
+            }
+        };
         let server = match Server::bind(cfg).await {
             Ok(server) => server,
             Err(e) => {
@@ -39,23 +47,20 @@ fn main() -> ExitCode {
                 };
             }
         };
-        server.run(shutdown_signal()).await;
+        server.run(shutdown).await;
         ExitCode::SUCCESS
     })
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops kvd");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// Installs the SIGINT and SIGTERM handlers; the returned future completes on either.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => tracing::info!(signal = "SIGINT", "signal received"),
+            _ = term.recv() => tracing::info!(signal = "SIGTERM", "signal received"),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "signal received"),
-        _ = term.recv() => tracing::info!(signal = "SIGTERM", "signal received"),
-    }
+    })
 }

@@ -1,0 +1,8 @@
+//! End-to-end tests: real `kvd` processes on loopback, driven by `kvctl` and the client library.
+
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+mod cli;
+mod durability;
+mod garbage;
+mod startup;

@@ -1,0 +1,283 @@
+//! Test harness: builds `kvd` and `kvctl` once, starts real `kvd` processes on loopback ports
+//! the OS picks, in temporary directories, and stops only the processes it started (on drop
+//! too). Waiting is always on a condition with a timeout, never a bare sleep.
+//!
+//! `CARGO_BIN_EXE_*` only covers the binaries of the package under test, so the binaries of
+//! the other packages are built through `escargot` (a no-op when `cargo test` already built
+//! them) and cached in a `OnceLock`.
+
+#![allow(clippy::missing_panics_doc, clippy::unwrap_used)]
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Output, Stdio},
+    sync::{Arc, Condvar, Mutex, OnceLock},
+    time::{Duration, Instant},
+};
+
+use shared::{KvClient, addr::parse_endpoint};
+
+/// How long a node may take to start.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn build(name: &str) -> PathBuf {
+    let run = escargot::CargoBuild::new()
+        .bin(name)
+        .package(name)
+        .run()
+        .unwrap_or_else(|e| panic!("cannot build {name}: {e}"));
+    run.path().to_path_buf()
+}
+
+/// Path of the `kvd` binary.
+pub fn kvd_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build("kvd"))
+}
+
+/// Path of the `kvctl` binary.
+pub fn kvctl_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build("kvctl"))
+}
+
+/// Polls `cond` every few milliseconds until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Lines a process wrote to stdout, shared with the thread that reads them.
+#[derive(Clone, Default)]
+pub struct Lines {
+    inner: Arc<(Mutex<Vec<String>>, Condvar)>,
+}
+
+impl Lines {
+    fn push(&self, line: String) {
+        let (lines, cv) = &*self.inner;
+        lines.lock().unwrap().push(line);
+        cv.notify_all();
+    }
+
+    /// Every line so far.
+    pub fn all(&self) -> Vec<String> {
+        self.inner.0.lock().unwrap().clone()
+    }
+
+    /// Waits for a line containing `needle`; returns it.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let (lines, cv) = &*self.inner;
+        let deadline = Instant::now() + timeout;
+        let mut guard = lines.lock().unwrap();
+        loop {
+            if let Some(l) = guard.iter().find(|l| l.contains(needle)) {
+                return Some(l.clone());
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            guard = cv.wait_timeout(guard, left).unwrap().0;
+        }
+    }
+}
+
+/// A `kvd` process this test started.
+pub struct NodeProcess {
+    child: Child,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Its stdout, line by line.
+    pub stdout: Lines,
+    stderr: Arc<Mutex<String>>,
+    args: Vec<String>,
+    cwd: PathBuf,
+}
+
+/// Why a node did not start.
+#[derive(Debug)]
+pub struct StartError {
+    /// The exit status, if it exited.
+    pub status: Option<ExitStatus>,
+    /// What it wrote to stdout.
+    pub stdout: String,
+    /// What it wrote to stderr.
+    pub stderr: String,
+}
+
+impl NodeProcess {
+    /// Starts `kvd` with `args` in `cwd` and waits for its start-up line.
+    pub fn start(cwd: &Path, args: &[String]) -> Result<Self, StartError> {
+        let mut child = Command::new(kvd_bin())
+            .args(args)
+            .current_dir(cwd)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kvd");
+        let stdout = Lines::default();
+        let out = child.stdout.take().unwrap();
+        let lines = stdout.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                match line {
+                    Ok(l) => lines.push(l),
+                    Err(_) => break,
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err = child.stderr.take().unwrap();
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut buf = String::new();
+            let _ = err.read_to_string(&mut buf);
+            sink.lock().unwrap().push_str(&buf);
+        });
+        let deadline = Instant::now() + START_TIMEOUT;
+        let addr = loop {
+            if let Some(line) = stdout.wait_for("kvd started", Duration::from_millis(50)) {
+                break parse_field(&line, "listen=").parse().expect("listen address");
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                // Give the reader threads a moment to collect the output.
+                wait_until(Duration::from_secs(2), || !stderr.lock().unwrap().is_empty());
+                return Err(StartError {
+                    status: Some(status),
+                    stdout: stdout.all().join("\n"),
+                    stderr: stderr.lock().unwrap().clone(),
+                });
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(StartError { status: None, stdout: stdout.all().join("\n"), stderr: stderr.lock().unwrap().clone() });
+            }
+        };
+        Ok(Self { child, addr, stdout, stderr, args: args.to_vec(), cwd: cwd.to_path_buf() })
+    }
+
+    /// A master with `shards` shards on 127.0.0.1, a port the OS picks, its data in `dir`.
+    pub fn master(dir: &Path, shards: u32, extra: &[&str]) -> Self {
+        let mut args = vec![
+            "--port=0".to_string(),
+            format!("--shard={shards}"),
+            "--host=127.0.0.1".to_string(),
+            format!("--data-dir={}", dir.join("data").display()),
+        ];
+        args.extend(extra.iter().map(ToString::to_string));
+        Self::start(dir, &args).unwrap_or_else(|e| panic!("kvd did not start: {e:?}"))
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the process wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits (up to 60 s) for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "kvd did not stop within 60 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the same node again (same flags, same port) after it stopped.
+    pub fn restart(&mut self) {
+        assert!(!self.is_running(), "restart of a running node");
+        let args: Vec<String> = self
+            .args
+            .iter()
+            .map(|a| if a == "--port=0" { format!("--port={}", self.addr.port()) } else { a.clone() })
+            .collect();
+        let started = Self::start(&self.cwd, &args).unwrap_or_else(|e| panic!("kvd did not restart: {e:?}"));
+        *self = started;
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        if self.is_running() {
+            self.kill9();
+        }
+    }
+}
+
+/// The value of `name` (e.g. `listen=`) in a log line.
+pub fn parse_field(line: &str, name: &str) -> String {
+    let start = line.find(name).unwrap_or_else(|| panic!("no {name} in {line:?}")) + name.len();
+    line[start..].split_whitespace().next().unwrap_or("").trim_matches('"').to_string()
+}
+
+/// Runs `kvctl -e <endpoint> <args>` with optional stdin and returns its output.
+pub fn kvctl(endpoint: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(kvctl_bin())
+        .arg("-e")
+        .arg(endpoint)
+        .args(args)
+        .env_remove("KVCTL_ENDPOINT")
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kvctl");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(input).expect("write stdin");
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(Duration::from_secs(60)).expect("kvctl did not finish within 60 s").expect("kvctl output")
+}
+
+/// Connects a client library handle to `endpoint`.
+pub async fn client(endpoint: &str) -> KvClient {
+    let ep = parse_endpoint(endpoint, 3000).expect("endpoint");
+    shared::transport::connect(&ep).await.expect("connect")
+}
+
+/// A request context with a 10 s deadline.
+pub fn ctx() -> tarpc::context::Context {
+    let mut ctx = tarpc::context::current();
+    ctx.deadline = Instant::now() + Duration::from_secs(10);
+    ctx
+}
