@@ -145,22 +145,37 @@ impl Args {
     pub fn validate(self) -> Result<Config, ConfigError> {
         let bad = |m: String| Err(ConfigError(m));
         if self.shard == 0 || self.shard > MAX_SHARDS {
-            return bad(format!("--shard={} is out of range: use 1 to {MAX_SHARDS}", self.shard));
+            return bad(format!(
+                "--shard={} is out of range: use 1 to {MAX_SHARDS}",
+                self.shard
+            ));
         }
         let master = match (self.replica, &self.master) {
             (true, None) => {
                 return bad("--replica=true needs --master=<address of the master>, e.g. --master=http://localhost:3000".into());
             }
-            (true, Some(m)) => Some(addr::parse_endpoint(m, 3000).map_err(|e| ConfigError(format!("--master: {e}")))?),
-            (false, Some(_)) => return bad("--master is only for replicas: add --replica=true, or drop --master".into()),
+            (true, Some(m)) => Some(
+                addr::parse_endpoint(m, 3000).map_err(|e| ConfigError(format!("--master: {e}")))?,
+            ),
+            (false, Some(_)) => {
+                return bad(
+                    "--master is only for replicas: add --replica=true, or drop --master".into(),
+                );
+            }
             (false, None) => None,
         };
         let host = addr::parse_host(&self.host).map_err(|e| ConfigError(format!("--host: {e}")))?;
         if self.max_key_bytes == 0 || self.max_key_bytes > MAX_KEY_LIMIT {
-            return bad(format!("--max-key-bytes={} is out of range: use 1 to {MAX_KEY_LIMIT}", self.max_key_bytes));
+            return bad(format!(
+                "--max-key-bytes={} is out of range: use 1 to {MAX_KEY_LIMIT}",
+                self.max_key_bytes
+            ));
         }
         if self.max_value_bytes > MAX_VALUE_LIMIT {
-            return bad(format!("--max-value-bytes={} is out of range: use 0 to {MAX_VALUE_LIMIT}", self.max_value_bytes));
+            return bad(format!(
+                "--max-value-bytes={} is out of range: use 0 to {MAX_VALUE_LIMIT}",
+                self.max_value_bytes
+            ));
         }
         if self.log_retention == 0 {
             return bad("--log-retention must be at least 1".into());
@@ -171,7 +186,9 @@ impl Args {
         if self.log_max_files == 0 {
             return bad("--log-max-files must be at least 1".into());
         }
-        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from(format!("./data/node-{}", self.port)));
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(format!("./data/node-{}", self.port)));
         let log_dir = self.log_dir.unwrap_or_else(|| data_dir.join("logs"));
         Ok(Config {
             port: self.port,
@@ -187,7 +204,12 @@ impl Args {
             max_value_bytes: self.max_value_bytes,
             log_retention: self.log_retention,
             max_connections_per_ip: self.max_connections_per_ip,
-            log: LogConfig { dir: log_dir, rotation: self.log_rotation, max_files: self.log_max_files, level: self.log_level },
+            log: LogConfig {
+                dir: log_dir,
+                rotation: self.log_rotation,
+                max_files: self.log_max_files,
+                level: self.log_level,
+            },
         })
     }
 }
@@ -207,7 +229,12 @@ impl Config {
             max_value_bytes: limits::DEFAULT_MAX_VALUE_BYTES,
             log_retention: 1_000_000,
             max_connections_per_ip: 256,
-            log: LogConfig { dir: dir.join("logs"), rotation: Rotation::Never, max_files: 1, level: None },
+            log: LogConfig {
+                dir: dir.join("logs"),
+                rotation: Rotation::Never,
+                max_files: 1,
+                level: None,
+            },
         }
     }
 }
@@ -218,7 +245,8 @@ mod tests {
     use clap::CommandFactory;
 
     fn parse(args: &[&str]) -> Result<Config, String> {
-        let args = Args::try_parse_from(std::iter::once("kvd").chain(args.iter().copied())).map_err(|e| e.to_string())?;
+        let args = Args::try_parse_from(std::iter::once("kvd").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
         args.validate().map_err(|e| e.to_string())
     }
 
@@ -229,7 +257,13 @@ mod tests {
 
     #[test]
     fn the_seed_command_lines_parse() {
-        let c = parse(&["--port=3000", "--shard=2", "--replica=false", "--host=http://localhost"]).expect("seed");
+        let c = parse(&[
+            "--port=3000",
+            "--shard=2",
+            "--replica=false",
+            "--host=http://localhost",
+        ])
+        .expect("seed");
         assert_eq!((c.port, c.shards, c.host.as_str()), (3000, 2, "localhost"));
         assert!(c.master.is_none());
         assert_eq!(c.data_dir, PathBuf::from("./data/node-3000"));
@@ -250,9 +284,21 @@ mod tests {
 
     #[test]
     fn ranges_are_named() {
-        assert!(parse(&["--shard=0"]).expect_err("zero").contains("1 to 1024"));
-        assert!(parse(&["--max-value-bytes=999999999"]).expect_err("big").contains("--max-value-bytes"));
-        assert!(parse(&["--host=http://x:1"]).expect_err("port in host").contains("--port"));
+        assert!(
+            parse(&["--shard=0"])
+                .expect_err("zero")
+                .contains("1 to 1024")
+        );
+        assert!(
+            parse(&["--max-value-bytes=999999999"])
+                .expect_err("big")
+                .contains("--max-value-bytes")
+        );
+        assert!(
+            parse(&["--host=http://x:1"])
+                .expect_err("port in host")
+                .contains("--port")
+        );
         assert!(parse(&["--sync=sometimes"]).is_err());
     }
 }

@@ -47,7 +47,9 @@ pub enum KvdError {
         source: std::io::Error,
     },
     /// The port cannot be bound.
-    #[error("cannot listen on {addr}: {source}; is another process using the port? pick another --port")]
+    #[error(
+        "cannot listen on {addr}: {source}; is another process using the port? pick another --port"
+    )]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -81,17 +83,39 @@ impl Server {
         }
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((cfg.host.as_str(), cfg.port))
             .await
-            .map_err(|source| KvdError::Resolve { host: cfg.host.clone(), source })?
+            .map_err(|source| KvdError::Resolve {
+                host: cfg.host.clone(),
+                source,
+            })?
             .collect();
-        let addr = addrs.iter().find(|a| a.is_ipv4()).or_else(|| addrs.first()).copied().ok_or_else(|| {
-            KvdError::Resolve { host: cfg.host.clone(), source: std::io::Error::other("no addresses") }
-        })?;
-        let listener = TcpListener::bind(addr).await.map_err(|source| KvdError::Bind { addr, source })?;
-        let local_addr = listener.local_addr().map_err(|source| KvdError::Bind { addr, source })?;
-        let advertised = Endpoint { host: cfg.host.clone(), port: local_addr.port() }.to_string();
+        let addr = addrs
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or_else(|| addrs.first())
+            .copied()
+            .ok_or_else(|| KvdError::Resolve {
+                host: cfg.host.clone(),
+                source: std::io::Error::other("no addresses"),
+            })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| KvdError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| KvdError::Bind { addr, source })?;
+        let advertised = Endpoint {
+            host: cfg.host.clone(),
+            port: local_addr.port(),
+        }
+        .to_string();
         let node = Node::open(cfg)?;
         node.set_advertised(advertised.clone());
-        Ok(Self { node, listener, local_addr, advertised })
+        Ok(Self {
+            node,
+            listener,
+            local_addr,
+            advertised,
+        })
     }
 
     /// The address the listener is bound to.
@@ -109,7 +133,12 @@ impl Server {
     /// Serves until `shutdown` completes, then stops accepting, finishes the requests in flight,
     /// syncs every shard and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Self { node, listener, local_addr, advertised } = self;
+        let Self {
+            node,
+            listener,
+            local_addr,
+            advertised,
+        } = self;
         let cfg = node.config();
         tracing::info!(
             role = %shared::Role::Master.as_str(),
@@ -125,7 +154,13 @@ impl Server {
         let stop = CancellationToken::new();
         let close_connections = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let accepting = rpc::accept_loop(listener, node.clone(), stop.clone(), close_connections.clone(), tracker.clone());
+        let accepting = rpc::accept_loop(
+            listener,
+            node.clone(),
+            stop.clone(),
+            close_connections.clone(),
+            tracker.clone(),
+        );
         tokio::select! {
             () = accepting => {}
             () = shutdown => stop.cancel(),
@@ -134,14 +169,20 @@ impl Server {
         node.begin_shutdown();
         let left = node.drain(DRAIN_TIMEOUT).await;
         if left > 0 {
-            tracing::warn!(left, "requests still running after {DRAIN_TIMEOUT:?}; closing anyway");
+            tracing::warn!(
+                left,
+                "requests still running after {DRAIN_TIMEOUT:?}; closing anyway"
+            );
         }
         // Let connection tasks write the responses of the requests that just finished.
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         close_connections.cancel();
         tracker.close();
-        if tokio::time::timeout(CLOSE_TIMEOUT, tracker.wait()).await.is_err() {
+        if tokio::time::timeout(CLOSE_TIMEOUT, tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("connections did not close within {CLOSE_TIMEOUT:?}");
         }
         node.close_storage().await;

@@ -49,10 +49,18 @@ pub enum LogError {
 /// When the log directory cannot be created or the level does not parse.
 pub fn init(cfg: &LogConfig) -> Result<WorkerGuard, LogError> {
     let filter = match &cfg.level {
-        Some(level) => EnvFilter::try_new(level).map_err(|source| LogError::Filter { level: level.clone(), source })?,
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER)),
+        Some(level) => EnvFilter::try_new(level).map_err(|source| LogError::Filter {
+            level: level.clone(),
+            source,
+        })?,
+        None => {
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER))
+        }
     };
-    let files_err = |source: Box<dyn std::error::Error + Send + Sync>| LogError::Files { dir: cfg.dir.display().to_string(), source };
+    let files_err = |source: Box<dyn std::error::Error + Send + Sync>| LogError::Files {
+        dir: cfg.dir.display().to_string(),
+        source,
+    };
     std::fs::create_dir_all(&cfg.dir).map_err(|e| files_err(e.into()))?;
     let appender = rolling::Builder::new()
         .rotation(match cfg.rotation {
@@ -73,20 +81,30 @@ pub fn init(cfg: &LogConfig) -> Result<WorkerGuard, LogError> {
 
     tracing_subscriber::registry()
         .with(filter)
-        .with(fmt::layer().with_writer(std::io::stdout).with_ansi(std::io::stdout().is_terminal()))
+        .with(
+            fmt::layer()
+                .with_writer(std::io::stdout)
+                .with_ansi(std::io::stdout().is_terminal()),
+        )
         .with(fmt::layer().with_writer(file_writer).with_ansi(false))
         .try_init()
         .map_err(|e| LogError::AlreadySet(e.to_string()))?;
 
     std::panic::set_hook(Box::new(|info| {
-        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
         let payload = info
             .payload()
             .downcast_ref::<&str>()
             .map(|s| (*s).to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "(non-string payload)".into());
-        let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_string();
         tracing::error!(%location, %thread, "panic: {payload}");
     }));
     Ok(guard)

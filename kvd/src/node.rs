@@ -14,7 +14,8 @@ use std::{
 
 use serde_bytes::ByteBuf;
 use shared::{
-    Entry, KvError, NodeStatus, PutRequest, Role, ScanPage, ScanRequest, ShardStatus, Version, Versioned,
+    Entry, KvError, NodeStatus, PutRequest, Role, ScanPage, ScanRequest, ShardStatus, Version,
+    Versioned,
     limits::{DEFAULT_SCAN_LIMIT, MAX_SCAN_LIMIT, scan_page_bytes},
     routing::shard_for,
 };
@@ -57,7 +58,10 @@ impl Drop for InFlight<'_> {
 }
 
 fn storage_err(shard: u32) -> impl Fn(StorageError) -> KvError {
-    move |e| KvError::Storage { shard, message: e.to_string() }
+    move |e| KvError::Storage {
+        shard,
+        message: e.to_string(),
+    }
 }
 
 impl Node {
@@ -70,7 +74,10 @@ impl Node {
         let (meta, lock) = NodeMeta::open(&cfg.data_dir, cfg.shards)?;
         let mut shards = Vec::with_capacity(cfg.shards as usize);
         for id in 0..cfg.shards {
-            let store = Arc::new(ShardStore::open(&NodeMeta::shard_dir(&cfg.data_dir, id), id)?);
+            let store = Arc::new(ShardStore::open(
+                &NodeMeta::shard_dir(&cfg.data_dir, id),
+                id,
+            )?);
             let writer = WriterHandle::spawn(Arc::clone(&store), cfg.sync, cfg.log_retention)?;
             shards.push(Shard { store, writer });
         }
@@ -148,7 +155,10 @@ impl Node {
         }
         let max = self.inner.cfg.max_key_bytes;
         if key.len() > max {
-            return Err(KvError::KeyTooLarge { len: key.len() as u64, max: max as u64 });
+            return Err(KvError::KeyTooLarge {
+                len: key.len() as u64,
+                max: max as u64,
+            });
         }
         Ok(())
     }
@@ -162,7 +172,9 @@ impl Node {
 
     fn writable(&self) -> Result<(), KvError> {
         match &self.inner.cfg.master {
-            Some(master) => Err(KvError::NotMaster { master: Some(master.to_string()) }),
+            Some(master) => Err(KvError::NotMaster {
+                master: Some(master.to_string()),
+            }),
             None => Ok(()),
         }
     }
@@ -174,8 +186,14 @@ impl Node {
     pub fn get(&self, key: &[u8]) -> Result<Option<Versioned>, KvError> {
         self.check_key(key)?;
         let shard = self.shard(key);
-        let found = shard.store.get(key).map_err(storage_err(shard.store.id()))?;
-        Ok(found.map(|(version, value)| Versioned { value: ByteBuf::from(value), version }))
+        let found = shard
+            .store
+            .get(key)
+            .map_err(storage_err(shard.store.id()))?;
+        Ok(found.map(|(version, value)| Versioned {
+            value: ByteBuf::from(value),
+            version,
+        }))
     }
 
     /// Writes a key once its condition holds; answers when durable.
@@ -187,12 +205,22 @@ impl Node {
         self.check_key(&req.key)?;
         let max = self.inner.cfg.max_value_bytes;
         if req.value.len() > max {
-            return Err(KvError::ValueTooLarge { len: req.value.len() as u64, max: max as u64 });
+            return Err(KvError::ValueTooLarge {
+                len: req.value.len() as u64,
+                max: max as u64,
+            });
         }
         let shard = self.shard(&req.key);
-        let kind = WriteKind::Put { key: req.key.into_vec(), value: req.value.into_vec(), condition: req.condition };
+        let kind = WriteKind::Put {
+            key: req.key.into_vec(),
+            value: req.value.into_vec(),
+            condition: req.condition,
+        };
         let seq = shard.writer.submit(kind).await?;
-        seq.ok_or_else(|| KvError::Storage { shard: shard.store.id(), message: "a put was not given a version".into() })
+        seq.ok_or_else(|| KvError::Storage {
+            shard: shard.store.id(),
+            message: "a put was not given a version".into(),
+        })
     }
 
     /// Deletes a key; `None` when it was absent.
@@ -202,7 +230,10 @@ impl Node {
     pub async fn delete(&self, key: Vec<u8>) -> Result<Option<Version>, KvError> {
         self.writable()?;
         self.check_key(&key)?;
-        self.shard(&key).writer.submit(WriteKind::Delete { key }).await
+        self.shard(&key)
+            .writer
+            .submit(WriteKind::Delete { key })
+            .await
     }
 
     /// One page of keys in order across every shard.
@@ -213,7 +244,10 @@ impl Node {
         let max = self.inner.cfg.max_key_bytes;
         for bytes in std::iter::once(&req.prefix).chain(req.start_after.as_ref()) {
             if bytes.len() > max {
-                return Err(KvError::KeyTooLarge { len: bytes.len() as u64, max: max as u64 });
+                return Err(KvError::KeyTooLarge {
+                    len: bytes.len() as u64,
+                    max: max as u64,
+                });
             }
         }
         let node = self.clone();
@@ -233,7 +267,13 @@ impl Node {
         for shard in &self.inner.shards {
             let part = shard
                 .store
-                .scan(&req.prefix, req.start_after.as_deref().map(|b| &b[..]), limit, req.keys_only, budget)
+                .scan(
+                    &req.prefix,
+                    req.start_after.as_deref().map(|b| &b[..]),
+                    limit,
+                    req.keys_only,
+                    budget,
+                )
                 .map_err(storage_err(shard.store.id()))?;
             any_more |= part.more;
             all.extend(part.entries);
@@ -251,7 +291,11 @@ impl Node {
         }
         let truncated = keep < all.len();
         all.truncate(keep);
-        let next = if truncated || any_more { all.last().map(|e| e.key.clone()) } else { None };
+        let next = if truncated || any_more {
+            all.last().map(|e| e.key.clone())
+        } else {
+            None
+        };
         Ok(ScanPage { entries: all, next })
     }
 
@@ -272,7 +316,11 @@ impl Node {
             .collect();
         NodeStatus {
             node_id: self.inner.meta.node_id.clone(),
-            role: if cfg.master.is_some() { Role::Replica } else { Role::Master },
+            role: if cfg.master.is_some() {
+                Role::Replica
+            } else {
+                Role::Master
+            },
             address: self.inner.advertised.get().cloned().unwrap_or_default(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             uptime_secs: self.inner.started.elapsed().as_secs(),

@@ -22,8 +22,8 @@ use std::{
 use futures::StreamExt;
 use serde_bytes::ByteBuf;
 use shared::{
-    Kv, KvError, NodeStatus, PutRequest, ScanPage, ScanRequest, Version, Versioned, limits::server_max_frame_bytes,
-    transport::server_transport,
+    Kv, KvError, NodeStatus, PutRequest, ScanPage, ScanRequest, Version, Versioned,
+    limits::server_max_frame_bytes, transport::server_transport,
 };
 use tarpc::{
     context::Context,
@@ -91,7 +91,10 @@ impl ConnectionCap {
             return None;
         }
         *n += 1;
-        Some(Slot { cap: self.clone(), ip })
+        Some(Slot {
+            cap: self.clone(),
+            ip,
+        })
     }
 }
 
@@ -148,7 +151,13 @@ pub async fn accept_loop(
     }
 }
 
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, server: RpcServer, max_frame: usize, close: CancellationToken) {
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    server: RpcServer,
+    max_frame: usize,
+    close: CancellationToken,
+) {
     let transport = match server_transport(stream, max_frame) {
         Ok(t) => t,
         Err(e) => {

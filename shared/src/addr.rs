@@ -34,7 +34,10 @@ pub struct AddrError {
 }
 
 fn err(input: &str, reason: impl Into<String>) -> AddrError {
-    AddrError { input: input.to_string(), reason: reason.into() }
+    AddrError {
+        input: input.to_string(),
+        reason: reason.into(),
+    }
 }
 
 fn strip_scheme(input: &str) -> Result<&str, AddrError> {
@@ -42,7 +45,10 @@ fn strip_scheme(input: &str) -> Result<&str, AddrError> {
     let s = match s.split_once("://") {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
         Some((scheme, _)) => {
-            return Err(err(input, format!("scheme {scheme:?} is not supported, use http:// or none")));
+            return Err(err(
+                input,
+                format!("scheme {scheme:?} is not supported, use http:// or none"),
+            ));
         }
         None => s,
     };
@@ -59,13 +65,19 @@ fn strip_scheme(input: &str) -> Result<&str, AddrError> {
 /// Splits `host[:port]`, handling `[v6]:port` and bare IPv6.
 fn split_host_port(input: &str, s: &str) -> Result<(String, Option<u16>), AddrError> {
     let parse_port = |p: &str| {
-        p.parse::<u16>().map_err(|_| err(input, format!("port {p:?} is not a number from 0 to 65535")))
+        p.parse::<u16>()
+            .map_err(|_| err(input, format!("port {p:?} is not a number from 0 to 65535")))
     };
     if let Some(rest) = s.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or_else(|| err(input, "missing ']'"))?;
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| err(input, "missing ']'"))?;
         let port = match after {
             "" => None,
-            p => Some(parse_port(p.strip_prefix(':').ok_or_else(|| err(input, "expected ':' after ']'"))?)?),
+            p => Some(parse_port(
+                p.strip_prefix(':')
+                    .ok_or_else(|| err(input, "expected ':' after ']'"))?,
+            )?),
         };
         return Ok((host.to_string(), port));
     }
@@ -87,7 +99,10 @@ fn split_host_port(input: &str, s: &str) -> Result<(String, Option<u16>), AddrEr
 pub fn parse_endpoint(input: &str, default_port: u16) -> Result<Endpoint, AddrError> {
     let s = strip_scheme(input)?;
     let (host, port) = split_host_port(input, s)?;
-    Ok(Endpoint { host, port: port.unwrap_or(default_port) })
+    Ok(Endpoint {
+        host,
+        port: port.unwrap_or(default_port),
+    })
 }
 
 /// Parses `--host`: `http://name`, `name` or an IP, without a port (the port has its own flag).
@@ -98,7 +113,10 @@ pub fn parse_host(input: &str) -> Result<String, AddrError> {
     let s = strip_scheme(input)?;
     let (host, port) = split_host_port(input, s)?;
     if port.is_some() {
-        return Err(err(input, "--host takes no port; give the port with --port"));
+        return Err(err(
+            input,
+            "--host takes no port; give the port with --port",
+        ));
     }
     Ok(host)
 }
@@ -110,10 +128,21 @@ mod tests {
     #[test]
     fn endpoints() {
         let e = parse_endpoint("http://localhost:3000", 1).expect("parse");
-        assert_eq!(e, Endpoint { host: "localhost".into(), port: 3000 });
+        assert_eq!(
+            e,
+            Endpoint {
+                host: "localhost".into(),
+                port: 3000
+            }
+        );
         assert_eq!(e.to_string(), "localhost:3000");
         assert_eq!(parse_endpoint("localhost", 3000).expect("parse").port, 3000);
-        assert_eq!(parse_endpoint("HTTP://127.0.0.1:9/", 1).expect("parse").port, 9);
+        assert_eq!(
+            parse_endpoint("HTTP://127.0.0.1:9/", 1)
+                .expect("parse")
+                .port,
+            9
+        );
         let v6 = parse_endpoint("[::1]:3001", 1).expect("parse");
         assert_eq!(v6.host, "::1");
         assert_eq!(v6.to_string(), "[::1]:3001");

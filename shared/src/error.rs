@@ -80,7 +80,10 @@ impl KvError {
     /// the request was fine and the node answered, the answer was "no".
     #[must_use]
     pub fn is_condition_failed(&self) -> bool {
-        matches!(self, Self::VersionMismatch { .. } | Self::AlreadyExists { .. })
+        matches!(
+            self,
+            Self::VersionMismatch { .. } | Self::AlreadyExists { .. }
+        )
     }
 }
 
@@ -90,17 +93,31 @@ mod tests {
 
     #[test]
     fn messages_name_the_limit() {
-        let e = KvError::KeyTooLarge { len: 5120, max: 4096 };
+        let e = KvError::KeyTooLarge {
+            len: 5120,
+            max: 4096,
+        };
         assert_eq!(
             e.to_string(),
             "the key is 5120 bytes, over the limit of 4096 bytes (kvd --max-key-bytes)"
         );
-        let e = KvError::VersionMismatch { expected: 3, actual: Some(7) };
-        assert_eq!(e.to_string(), "version mismatch: expected version 3, the key is at version 7");
-        let e = KvError::VersionMismatch { expected: 3, actual: None };
+        let e = KvError::VersionMismatch {
+            expected: 3,
+            actual: Some(7),
+        };
+        assert_eq!(
+            e.to_string(),
+            "version mismatch: expected version 3, the key is at version 7"
+        );
+        let e = KvError::VersionMismatch {
+            expected: 3,
+            actual: None,
+        };
         assert!(e.to_string().ends_with("the key is absent"));
         assert!(e.is_condition_failed());
-        let e = KvError::NotMaster { master: Some("localhost:3000".into()) };
+        let e = KvError::NotMaster {
+            master: Some("localhost:3000".into()),
+        };
         assert!(e.to_string().ends_with("to the master at localhost:3000"));
     }
 }

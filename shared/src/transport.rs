@@ -51,7 +51,10 @@ impl<Item, SinkItem> Default for ClientCodec<Item, SinkItem> {
 impl<Item, SinkItem: Serialize> Serializer<SinkItem> for ClientCodec<Item, SinkItem> {
     type Error = io::Error;
     fn serialize(self: Pin<&mut Self>, item: &SinkItem) -> Result<Bytes, io::Error> {
-        wire_options().serialize(item).map(Bytes::from).map_err(invalid)
+        wire_options()
+            .serialize(item)
+            .map(Bytes::from)
+            .map_err(invalid)
     }
 }
 
@@ -74,11 +77,16 @@ impl<Req, Resp> Default for ServerCodec<Req, Resp> {
 impl<Req, Resp: Serialize> Serializer<Response<Resp>> for ServerCodec<Req, Resp> {
     type Error = io::Error;
     fn serialize(self: Pin<&mut Self>, item: &Response<Resp>) -> Result<Bytes, io::Error> {
-        wire_options().serialize(item).map(Bytes::from).map_err(invalid)
+        wire_options()
+            .serialize(item)
+            .map(Bytes::from)
+            .map_err(invalid)
     }
 }
 
-impl<Req: for<'de> Deserialize<'de>, Resp> Deserializer<ClientMessage<Req>> for ServerCodec<Req, Resp> {
+impl<Req: for<'de> Deserialize<'de>, Resp> Deserializer<ClientMessage<Req>>
+    for ServerCodec<Req, Resp>
+{
     type Error = io::Error;
     fn deserialize(self: Pin<&mut Self>, src: &BytesMut) -> Result<ClientMessage<Req>, io::Error> {
         match clamp_deadline(src)? {
@@ -115,7 +123,9 @@ pub fn clamp_deadline(src: &[u8]) -> io::Result<Option<Vec<u8>>> {
     match head {
         Head::Request(HeadContext { deadline }) if deadline > MAX_REQUEST_DEADLINE => {
             let mut out = wire_options()
-                .serialize(&Head::Request(HeadContext { deadline: MAX_REQUEST_DEADLINE }))
+                .serialize(&Head::Request(HeadContext {
+                    deadline: MAX_REQUEST_DEADLINE,
+                }))
                 .map_err(invalid)?;
             out.extend_from_slice(rest);
             Ok(Some(out))
@@ -145,7 +155,9 @@ pub fn server_transport(stream: TcpStream, max_frame: usize) -> io::Result<Serve
 /// The length-prefix codec with an explicit maximum frame length.
 #[must_use]
 pub fn length_codec(max_frame: usize) -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder().max_frame_length(max_frame).new_codec()
+    LengthDelimitedCodec::builder()
+        .max_frame_length(max_frame)
+        .new_codec()
 }
 
 /// Connects to a node and returns a client whose dispatch task runs in the background.
@@ -173,12 +185,17 @@ mod tests {
         let msg: ClientMessage<KvRequest> = ClientMessage::Request(tarpc::Request {
             context: ctx,
             id: 7,
-            message: KvRequest::Get { key: ByteBuf::from(b"k".to_vec()) },
+            message: KvRequest::Get {
+                key: ByteBuf::from(b"k".to_vec()),
+            },
         });
         let body = wire_options().serialize(&msg).expect("encode");
         // Replace the real deadline with the crafted one.
         let mut rest = body.as_slice();
-        let _: Head = wire_options().allow_trailing_bytes().deserialize_from(&mut rest).expect("head");
+        let _: Head = wire_options()
+            .allow_trailing_bytes()
+            .deserialize_from(&mut rest)
+            .expect("head");
         #[derive(Serialize)]
         struct RawDuration {
             secs: u64,
@@ -189,7 +206,10 @@ mod tests {
             Request(RawDuration),
         }
         let mut out = wire_options()
-            .serialize(&RawHead::Request(RawDuration { secs: deadline_secs, nanos }))
+            .serialize(&RawHead::Request(RawDuration {
+                secs: deadline_secs,
+                nanos,
+            }))
             .expect("encode");
         out.extend_from_slice(rest);
         out
@@ -203,7 +223,9 @@ mod tests {
     #[test]
     fn overflowing_deadline_is_clamped_not_a_panic() {
         let msg = decode(&request_frame(u64::MAX, 0)).expect("decodes");
-        let ClientMessage::Request(req) = msg else { panic!("not a request") };
+        let ClientMessage::Request(req) = msg else {
+            panic!("not a request")
+        };
         assert_eq!(req.id, 7);
         assert!(req.context.deadline <= Instant::now() + MAX_REQUEST_DEADLINE);
         assert!(matches!(req.message, KvRequest::Get { .. }));
@@ -212,9 +234,14 @@ mod tests {
     #[test]
     fn normal_deadline_is_kept() {
         let msg = decode(&request_frame(5, 0)).expect("decodes");
-        let ClientMessage::Request(req) = msg else { panic!("not a request") };
+        let ClientMessage::Request(req) = msg else {
+            panic!("not a request")
+        };
         let left = req.context.deadline - Instant::now();
-        assert!(left <= Duration::from_secs(5) && left > Duration::from_secs(4), "{left:?}");
+        assert!(
+            left <= Duration::from_secs(5) && left > Duration::from_secs(4),
+            "{left:?}"
+        );
     }
 
     #[test]

@@ -14,7 +14,13 @@ fn seed_flags_then_put_get_delete() {
     // ./data/node-<port> under the test's working directory.
     let node = NodeProcess::start(
         dir.path(),
-        &["--port=0", "--shard=2", "--replica=false", "--host=http://localhost"].map(String::from),
+        &[
+            "--port=0",
+            "--shard=2",
+            "--replica=false",
+            "--host=http://localhost",
+        ]
+        .map(String::from),
     )
     .unwrap();
     let ep = node.endpoint();
@@ -29,8 +35,18 @@ fn seed_flags_then_put_get_delete() {
     let out = kvctl(&ep, &["get", "a"], None);
     assert_eq!(out.status.code(), Some(1), "get of a deleted key exits 1");
     assert!(out.stdout.is_empty());
-    assert!(text(&out.stderr).contains("not found"), "{}", text(&out.stderr));
-    assert!(dir.path().join("data").join("node-0").join("node.json").exists());
+    assert!(
+        text(&out.stderr).contains("not found"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        dir.path()
+            .join("data")
+            .join("node-0")
+            .join("node.json")
+            .exists()
+    );
 }
 
 #[test]
@@ -45,7 +61,10 @@ fn binary_value_round_trips_through_stdin() {
     let out = kvctl(&ep, &["get", "k"], None);
     assert!(out.status.success(), "get: {}", text(&out.stderr));
     assert_eq!(out.stdout.len(), value.len());
-    assert!(out.stdout == value, "64 KiB of random bytes came back altered");
+    assert!(
+        out.stdout == value,
+        "64 KiB of random bytes came back altered"
+    );
 
     // --file reads the same way.
     let path = dir.path().join("v.bin");
@@ -66,12 +85,24 @@ fn stale_if_version_exits_1_and_keeps_the_value() {
     let version = v["version"].as_u64().unwrap();
     assert_eq!(v["value"], "one");
 
-    let ok = kvctl(&ep, &["put", "cas", "two", "--if-version", &version.to_string()], None);
+    let ok = kvctl(
+        &ep,
+        &["put", "cas", "two", "--if-version", &version.to_string()],
+        None,
+    );
     assert!(ok.status.success(), "{}", text(&ok.stderr));
     // `version` is stale now.
-    let stale = kvctl(&ep, &["put", "cas", "three", "--if-version", &version.to_string()], None);
+    let stale = kvctl(
+        &ep,
+        &["put", "cas", "three", "--if-version", &version.to_string()],
+        None,
+    );
     assert_eq!(stale.status.code(), Some(1));
-    assert!(text(&stale.stderr).contains("version mismatch"), "{}", text(&stale.stderr));
+    assert!(
+        text(&stale.stderr).contains("version mismatch"),
+        "{}",
+        text(&stale.stderr)
+    );
     assert_eq!(kvctl(&ep, &["get", "cas"], None).stdout, b"two");
 
     let absent = kvctl(&ep, &["put", "cas", "four", "--if-absent"], None);
@@ -94,8 +125,15 @@ fn oversized_key_and_value_are_refused_naming_the_limit() {
     let out = kvctl(&ep, &["put", "big", "-"], Some(&value));
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
-    assert!(err.contains("2097152 bytes") && err.contains("1048576"), "{err}");
-    assert_eq!(kvctl(&ep, &["get", "big"], None).status.code(), Some(1), "nothing was stored");
+    assert!(
+        err.contains("2097152 bytes") && err.contains("1048576"),
+        "{err}"
+    );
+    assert_eq!(
+        kvctl(&ep, &["get", "big"], None).status.code(),
+        Some(1),
+        "nothing was stored"
+    );
 }
 
 #[test]
@@ -104,15 +142,31 @@ fn scan_and_status() {
     let node = NodeProcess::master(dir.path(), 3, &[]);
     let ep = node.endpoint();
     for i in 0..30 {
-        assert!(kvctl(&ep, &["put", &format!("user:{i:02}"), &format!("v{i}")], None).status.success());
+        assert!(
+            kvctl(
+                &ep,
+                &["put", &format!("user:{i:02}"), &format!("v{i}")],
+                None
+            )
+            .status
+            .success()
+        );
     }
     assert!(kvctl(&ep, &["put", "other", "x"], None).status.success());
     let out = kvctl(&ep, &["-o", "json", "scan", "user:", "--limit", "0"], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let keys: Vec<&str> = v.as_array().unwrap().iter().map(|e| e["key"].as_str().unwrap()).collect();
+    let keys: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
     let want: Vec<String> = (0..30).map(|i| format!("user:{i:02}")).collect();
-    assert_eq!(keys, want, "every key of the prefix, in order, across 3 shards");
+    assert_eq!(
+        keys, want,
+        "every key of the prefix, in order, across 3 shards"
+    );
     let out = kvctl(&ep, &["scan", "--limit", "5"], None);
     assert_eq!(text(&out.stdout).lines().count(), 5);
 
@@ -130,7 +184,11 @@ fn scan_and_status() {
 #[test]
 fn unreachable_node_exits_3() {
     // A port that was just free: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let out = kvctl(&format!("http://127.0.0.1:{port}"), &["get", "a"], None);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains(&port.to_string()));

@@ -29,7 +29,10 @@ fn restart_after_sigterm_keeps_every_key() {
             };
             c.put(ctx(), req).await.unwrap().unwrap();
         }
-        c.delete(ctx(), ByteBuf::from(b"k7".to_vec())).await.unwrap().unwrap();
+        c.delete(ctx(), ByteBuf::from(b"k7".to_vec()))
+            .await
+            .unwrap()
+            .unwrap();
     });
     let status = node.terminate();
     assert!(status.success(), "SIGTERM exits 0, got {status}");
@@ -39,7 +42,11 @@ fn restart_after_sigterm_keeps_every_key() {
     rt.block_on(async {
         let c = client(&ep).await;
         for i in 0..500u32 {
-            let got = c.get(ctx(), ByteBuf::from(format!("k{i}").into_bytes())).await.unwrap().unwrap();
+            let got = c
+                .get(ctx(), ByteBuf::from(format!("k{i}").into_bytes()))
+                .await
+                .unwrap()
+                .unwrap();
             if i == 7 {
                 assert!(got.is_none(), "the deleted key came back");
             } else {
@@ -97,7 +104,11 @@ fn kill9_during_concurrent_writes_loses_no_acknowledged_write() {
         tasks
     });
     // Let a good number of writes land, then kill without warning.
-    assert!(wait_until(Duration::from_secs(60), || count.load(Ordering::Relaxed) >= 3000), "writes too slow");
+    assert!(
+        wait_until(Duration::from_secs(60), || count.load(Ordering::Relaxed)
+            >= 3000),
+        "writes too slow"
+    );
     node.kill9();
     stop.store(true, Ordering::Relaxed);
     rt.block_on(async {
@@ -115,19 +126,37 @@ fn kill9_during_concurrent_writes_loses_no_acknowledged_write() {
         let c = client(&ep).await;
         let mut missing = Vec::new();
         for (key, value) in &acked {
-            let got = c.get(ctx(), ByteBuf::from(key.clone().into_bytes())).await.unwrap().unwrap();
+            let got = c
+                .get(ctx(), ByteBuf::from(key.clone().into_bytes()))
+                .await
+                .unwrap()
+                .unwrap();
             // A write that was sent but not acknowledged may also have landed, so a later value
             // of the same writer is fine; an older one or none is a lost write.
             let ok = got.as_ref().is_some_and(|g| {
                 let got = String::from_utf8_lossy(&g.value).into_owned();
-                let seq = |v: &str| v.split(':').nth(1).and_then(|n| n.parse::<u32>().ok()).unwrap_or(0);
+                let seq = |v: &str| {
+                    v.split(':')
+                        .nth(1)
+                        .and_then(|n| n.parse::<u32>().ok())
+                        .unwrap_or(0)
+                };
                 seq(&got) >= seq(value)
             });
             if !ok {
                 missing.push((key.clone(), value.clone(), got));
             }
         }
-        assert!(missing.is_empty(), "{} of {} acknowledged keys lost, e.g. {:?}", missing.len(), acked.len(), &missing[..missing.len().min(3)]);
+        assert!(
+            missing.is_empty(),
+            "{} of {} acknowledged keys lost, e.g. {:?}",
+            missing.len(),
+            acked.len(),
+            &missing[..missing.len().min(3)]
+        );
     });
-    eprintln!("kill -9 after {total} acknowledged writes; all {} keys intact", acked.len());
+    eprintln!(
+        "kill -9 after {total} acknowledged writes; all {} keys intact",
+        acked.len()
+    );
 }

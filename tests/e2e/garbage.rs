@@ -57,19 +57,28 @@ fn garbage_closes_only_that_connection() {
     noise[0] = 0x7f; // a length far beyond the frame limit
     let mut s = TcpStream::connect(node.addr).unwrap();
     let _ = s.write_all(&noise);
-    assert!(closed_by_peer(&mut s), "random bytes did not close the connection");
+    assert!(
+        closed_by_peer(&mut s),
+        "random bytes did not close the connection"
+    );
     assert_answers(&ep, &rt);
 
     // A frame announcing 4 GiB.
     let mut s = TcpStream::connect(node.addr).unwrap();
     s.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).unwrap();
-    assert!(closed_by_peer(&mut s), "a 4 GiB frame header did not close the connection");
+    assert!(
+        closed_by_peer(&mut s),
+        "a 4 GiB frame header did not close the connection"
+    );
     assert_answers(&ep, &rt);
 
     // A well-framed body that is not a request.
     let mut s = TcpStream::connect(node.addr).unwrap();
     s.write_all(&frame(&[9, 9, 9, 9, 9])).unwrap();
-    assert!(closed_by_peer(&mut s), "an undecodable frame did not close the connection");
+    assert!(
+        closed_by_peer(&mut s),
+        "an undecodable frame did not close the connection"
+    );
 
     // A real request whose deadline is u64::MAX seconds away: clamped, and answered.
     let msg: ClientMessage<KvRequest> = ClientMessage::Request(tarpc::Request {
@@ -88,33 +97,54 @@ fn garbage_closes_only_that_connection() {
         Request(RawDuration),
     }
     let mut rest = body.as_slice();
-    let _: RawHead = wire_options().allow_trailing_bytes().deserialize_from(&mut rest).unwrap();
-    let mut crafted = wire_options().serialize(&RawHead::Request(RawDuration { secs: u64::MAX, nanos: 0 })).unwrap();
+    let _: RawHead = wire_options()
+        .allow_trailing_bytes()
+        .deserialize_from(&mut rest)
+        .unwrap();
+    let mut crafted = wire_options()
+        .serialize(&RawHead::Request(RawDuration {
+            secs: u64::MAX,
+            nanos: 0,
+        }))
+        .unwrap();
     crafted.extend_from_slice(rest);
     let mut s = TcpStream::connect(node.addr).unwrap();
     s.write_all(&frame(&crafted)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut len = [0u8; 4];
-    s.read_exact(&mut len).expect("an answer to the clamped request");
+    s.read_exact(&mut len)
+        .expect("an answer to the clamped request");
     let mut reply = vec![0u8; u32::from_be_bytes(len) as usize];
     s.read_exact(&mut reply).unwrap();
-    let reply: tarpc::Response<shared::proto::KvResponse> = wire_options().deserialize(&reply).unwrap();
+    let reply: tarpc::Response<shared::proto::KvResponse> =
+        wire_options().deserialize(&reply).unwrap();
     assert_eq!(reply.request_id, 1);
     assert!(reply.message.is_ok());
 
     // Deadline seconds and nanoseconds that overflow a Duration: that connection only.
-    let mut bad = wire_options().serialize(&(0u8, u64::MAX, 2_000_000_000u32)).unwrap();
+    let mut bad = wire_options()
+        .serialize(&(0u8, u64::MAX, 2_000_000_000u32))
+        .unwrap();
     bad.extend_from_slice(rest);
     let mut s = TcpStream::connect(node.addr).unwrap();
     s.write_all(&frame(&bad)).unwrap();
-    assert!(closed_by_peer(&mut s), "an overflowing deadline did not close the connection");
+    assert!(
+        closed_by_peer(&mut s),
+        "an overflowing deadline did not close the connection"
+    );
 
     assert_answers(&ep, &rt);
     rt.block_on(async {
-        let got = bystander.get(ctx(), ByteBuf::from(b"nothing".to_vec())).await.expect("bystander rpc");
+        let got = bystander
+            .get(ctx(), ByteBuf::from(b"nothing".to_vec()))
+            .await
+            .expect("bystander rpc");
         assert_eq!(got, Ok(None));
     });
     assert!(node.is_running());
     let lines = node.stdout.all();
-    assert!(!lines.iter().any(|l| l.contains("panic")), "kvd logged a panic: {lines:#?}");
+    assert!(
+        !lines.iter().any(|l| l.contains("panic")),
+        "kvd logged a panic: {lines:#?}"
+    );
 }

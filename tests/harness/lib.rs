@@ -147,11 +147,15 @@ impl NodeProcess {
         let deadline = Instant::now() + START_TIMEOUT;
         let addr = loop {
             if let Some(line) = stdout.wait_for("kvd started", Duration::from_millis(50)) {
-                break parse_field(&line, "listen=").parse().expect("listen address");
+                break parse_field(&line, "listen=")
+                    .parse()
+                    .expect("listen address");
             }
             if let Ok(Some(status)) = child.try_wait() {
                 // Give the reader threads a moment to collect the output.
-                wait_until(Duration::from_secs(2), || !stderr.lock().unwrap().is_empty());
+                wait_until(Duration::from_secs(2), || {
+                    !stderr.lock().unwrap().is_empty()
+                });
                 return Err(StartError {
                     status: Some(status),
                     stdout: stdout.all().join("\n"),
@@ -160,10 +164,21 @@ impl NodeProcess {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                return Err(StartError { status: None, stdout: stdout.all().join("\n"), stderr: stderr.lock().unwrap().clone() });
+                return Err(StartError {
+                    status: None,
+                    stdout: stdout.all().join("\n"),
+                    stderr: stderr.lock().unwrap().clone(),
+                });
             }
         };
-        Ok(Self { child, addr, stdout, stderr, args: args.to_vec(), cwd: cwd.to_path_buf() })
+        Ok(Self {
+            child,
+            addr,
+            stdout,
+            stderr,
+            args: args.to_vec(),
+            cwd: cwd.to_path_buf(),
+        })
     }
 
     /// A master with `shards` shards on 127.0.0.1, a port the OS picks, its data in `dir`.
@@ -213,7 +228,10 @@ impl NodeProcess {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "kvd did not stop within 60 s of SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "kvd did not stop within 60 s of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -224,9 +242,16 @@ impl NodeProcess {
         let args: Vec<String> = self
             .args
             .iter()
-            .map(|a| if a == "--port=0" { format!("--port={}", self.addr.port()) } else { a.clone() })
+            .map(|a| {
+                if a == "--port=0" {
+                    format!("--port={}", self.addr.port())
+                } else {
+                    a.clone()
+                }
+            })
             .collect();
-        let started = Self::start(&self.cwd, &args).unwrap_or_else(|e| panic!("kvd did not restart: {e:?}"));
+        let started =
+            Self::start(&self.cwd, &args).unwrap_or_else(|e| panic!("kvd did not restart: {e:?}"));
         *self = started;
     }
 }
@@ -241,8 +266,16 @@ impl Drop for NodeProcess {
 
 /// The value of `name` (e.g. `listen=`) in a log line.
 pub fn parse_field(line: &str, name: &str) -> String {
-    let start = line.find(name).unwrap_or_else(|| panic!("no {name} in {line:?}")) + name.len();
-    line[start..].split_whitespace().next().unwrap_or("").trim_matches('"').to_string()
+    let start = line
+        .find(name)
+        .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+        + name.len();
+    line[start..]
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .trim_matches('"')
+        .to_string()
 }
 
 /// Runs `kvctl -e <endpoint> <args>` with optional stdin and returns its output.
@@ -252,7 +285,11 @@ pub fn kvctl(endpoint: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
         .arg(endpoint)
         .args(args)
         .env_remove("KVCTL_ENDPOINT")
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -266,7 +303,9 @@ pub fn kvctl(endpoint: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    rx.recv_timeout(Duration::from_secs(60)).expect("kvctl did not finish within 60 s").expect("kvctl output")
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("kvctl did not finish within 60 s")
+        .expect("kvctl output")
 }
 
 /// Connects a client library handle to `endpoint`.

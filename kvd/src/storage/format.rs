@@ -26,10 +26,12 @@ pub fn encode_data(version: u64, value: &[u8]) -> Vec<u8> {
 /// # Errors
 /// When the record is shorter than its version header.
 pub fn decode_data(raw: &[u8]) -> Result<(u64, &[u8]), StorageError> {
-    let (head, value) = raw.split_first_chunk::<8>().ok_or_else(|| StorageError::Corrupt {
-        what: "data",
-        detail: format!("record of {} bytes has no version header", raw.len()),
-    })?;
+    let (head, value) = raw
+        .split_first_chunk::<8>()
+        .ok_or_else(|| StorageError::Corrupt {
+            what: "data",
+            detail: format!("record of {} bytes has no version header", raw.len()),
+        })?;
     Ok((u64::from_be_bytes(*head), value))
 }
 
@@ -84,7 +86,12 @@ impl LogRecord {
     /// # Errors
     /// Never in practice (bincode into a `Vec`); kept as a `Result` to avoid a panic path.
     pub fn encode(&self) -> Result<Vec<u8>, StorageError> {
-        options().serialize(self).map_err(|e| StorageError::Corrupt { what: "log", detail: e.to_string() })
+        options()
+            .serialize(self)
+            .map_err(|e| StorageError::Corrupt {
+                what: "log",
+                detail: e.to_string(),
+            })
     }
 
     /// Decodes a record.
@@ -92,7 +99,12 @@ impl LogRecord {
     /// # Errors
     /// When the bytes are not a record.
     pub fn decode(raw: &[u8]) -> Result<Self, StorageError> {
-        options().deserialize(raw).map_err(|e| StorageError::Corrupt { what: "log", detail: e.to_string() })
+        options()
+            .deserialize(raw)
+            .map_err(|e| StorageError::Corrupt {
+                what: "log",
+                detail: e.to_string(),
+            })
     }
 }
 
@@ -115,9 +127,15 @@ mod tests {
         let rec = LogRecord {
             epoch: 1,
             time_ms: 5,
-            op: LogOp::Put { key: ByteBuf::from(b"k".to_vec()), value: ByteBuf::from(vec![0, 1, 255]) },
+            op: LogOp::Put {
+                key: ByteBuf::from(b"k".to_vec()),
+                value: ByteBuf::from(vec![0, 1, 255]),
+            },
         };
-        assert_eq!(LogRecord::decode(&rec.encode().expect("encode")).expect("decode"), rec);
+        assert_eq!(
+            LogRecord::decode(&rec.encode().expect("encode")).expect("decode"),
+            rec
+        );
         assert!(LogRecord::decode(&[9, 9]).is_err());
     }
 }

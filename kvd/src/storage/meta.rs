@@ -54,7 +54,9 @@ impl NodeMeta {
             .map_err(io_err("cannot open", &lock_path))?;
         match file.try_lock() {
             Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(StorageError::Locked(dir.to_path_buf())),
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(StorageError::Locked(dir.to_path_buf()));
+            }
             Err(fs::TryLockError::Error(e)) => return Err(io_err("cannot lock", &lock_path)(e)),
         }
         let lock = DirLock { _file: file };
@@ -62,14 +64,18 @@ impl NodeMeta {
         let path = dir.join(META_FILE);
         let meta = match fs::read(&path) {
             Ok(raw) => {
-                let meta: NodeMeta = serde_json::from_slice(&raw).map_err(|e| StorageError::Corrupt {
-                    what: "node.json",
-                    detail: format!("{}: {e}", path.display()),
-                })?;
+                let meta: NodeMeta =
+                    serde_json::from_slice(&raw).map_err(|e| StorageError::Corrupt {
+                        what: "node.json",
+                        detail: format!("{}: {e}", path.display()),
+                    })?;
                 if meta.format != FORMAT {
                     return Err(StorageError::Corrupt {
                         what: "node.json",
-                        detail: format!("format {} is not supported (this kvd reads {FORMAT})", meta.format),
+                        detail: format!(
+                            "format {} is not supported (this kvd reads {FORMAT})",
+                            meta.format
+                        ),
                     });
                 }
                 if meta.shards != shards {
@@ -82,7 +88,11 @@ impl NodeMeta {
                 meta
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let meta = NodeMeta { format: FORMAT, node_id: uuid::Uuid::new_v4().to_string(), shards };
+                let meta = NodeMeta {
+                    format: FORMAT,
+                    node_id: uuid::Uuid::new_v4().to_string(),
+                    shards,
+                };
                 write_atomically(&path, &meta)?;
                 meta
             }
@@ -101,14 +111,18 @@ impl NodeMeta {
 /// Writes a temporary file, syncs it, renames it over `path` and syncs the directory.
 fn write_atomically(path: &Path, meta: &NodeMeta) -> Result<(), StorageError> {
     let tmp = path.with_extension("json.tmp");
-    let body = serde_json::to_vec_pretty(meta)
-        .map_err(|e| StorageError::Corrupt { what: "node.json", detail: e.to_string() })?;
+    let body = serde_json::to_vec_pretty(meta).map_err(|e| StorageError::Corrupt {
+        what: "node.json",
+        detail: e.to_string(),
+    })?;
     let mut f = File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
     f.write_all(&body).map_err(io_err("cannot write", &tmp))?;
     f.sync_all().map_err(io_err("cannot sync", &tmp))?;
     fs::rename(&tmp, path).map_err(io_err("cannot rename into place", path))?;
     if let Some(parent) = path.parent() {
-        File::open(parent).and_then(|d| d.sync_all()).map_err(io_err("cannot sync", parent))?;
+        File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("cannot sync", parent))?;
     }
     Ok(())
 }
@@ -123,7 +137,10 @@ mod tests {
         let (meta, lock) = NodeMeta::open(dir.path(), 2).expect("create");
         assert_eq!(meta.shards, 2);
         // A second opener is refused while the first holds the lock.
-        assert!(matches!(NodeMeta::open(dir.path(), 2), Err(StorageError::Locked(_))));
+        assert!(matches!(
+            NodeMeta::open(dir.path(), 2),
+            Err(StorageError::Locked(_))
+        ));
         drop(lock);
         let (again, _lock) = NodeMeta::open(dir.path(), 2).expect("reopen");
         assert_eq!(again.node_id, meta.node_id);
@@ -135,6 +152,9 @@ mod tests {
         drop(NodeMeta::open(dir.path(), 2).expect("create"));
         let err = NodeMeta::open(dir.path(), 3).expect_err("mismatch");
         let msg = err.to_string();
-        assert!(msg.contains("holds 2 shards") && msg.contains("--shard=3"), "{msg}");
+        assert!(
+            msg.contains("holds 2 shards") && msg.contains("--shard=3"),
+            "{msg}"
+        );
     }
 }

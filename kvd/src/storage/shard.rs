@@ -45,7 +45,13 @@ impl ShardStore {
         let data = db.keyspace("data", KeyspaceCreateOptions::default)?;
         let log = db.keyspace("log", KeyspaceCreateOptions::default)?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
-        Ok(Self { id, db, data, log, meta })
+        Ok(Self {
+            id,
+            db,
+            data,
+            log,
+            meta,
+        })
     }
 
     /// The shard number.
@@ -105,17 +111,34 @@ impl ShardStore {
         for guard in self.data.range::<Vec<u8>, _>((lower, Bound::Unbounded)) {
             let (key, raw) = guard.into_inner()?;
             if !key.starts_with(prefix) {
-                return Ok(ShardScan { entries, more: false });
+                return Ok(ShardScan {
+                    entries,
+                    more: false,
+                });
             }
             if entries.len() >= limit || (bytes >= byte_budget && !entries.is_empty()) {
-                return Ok(ShardScan { entries, more: true });
+                return Ok(ShardScan {
+                    entries,
+                    more: true,
+                });
             }
             let (version, value) = decode_data(&raw)?;
-            let value = if keys_only { Vec::new() } else { value.to_vec() };
+            let value = if keys_only {
+                Vec::new()
+            } else {
+                value.to_vec()
+            };
             bytes += key.len() + value.len();
-            entries.push(Entry { key: ByteBuf::from(key.to_vec()), value: ByteBuf::from(value), version });
+            entries.push(Entry {
+                key: ByteBuf::from(key.to_vec()),
+                value: ByteBuf::from(value),
+                version,
+            });
         }
-        Ok(ShardScan { entries, more: false })
+        Ok(ShardScan {
+            entries,
+            more: false,
+        })
     }
 
     /// The last sequence number and live key count recorded in `meta`.
@@ -129,7 +152,10 @@ impl ShardStore {
                 None => Ok(0),
             }
         };
-        Ok((read(META_LAST_SEQ, "meta last_seq")?, read(META_KEYS, "meta keys")?))
+        Ok((
+            read(META_LAST_SEQ, "meta last_seq")?,
+            read(META_KEYS, "meta keys")?,
+        ))
     }
 
     /// Removes log records older than `last_seq - retention` (after a restart with a lower
@@ -140,7 +166,10 @@ impl ShardStore {
     pub fn trim_log(&self, last_seq: u64, retention: u64) -> Result<u64, StorageError> {
         let cutoff = last_seq.saturating_sub(retention);
         let mut removed = 0;
-        while cutoff > 0 {
+        if cutoff == 0 {
+            return Ok(0);
+        }
+        loop {
             let keys = self
                 .log
                 .range(..=cutoff.to_be_bytes())
@@ -148,7 +177,7 @@ impl ShardStore {
                 .map(fjall::Guard::key)
                 .collect::<Result<Vec<_>, _>>()?;
             if keys.is_empty() {
-                break;
+                return Ok(removed);
             }
             let mut batch = self.db.batch();
             for key in keys {
@@ -157,7 +186,6 @@ impl ShardStore {
             }
             batch.commit()?;
         }
-        Ok(removed)
     }
 
     /// Bytes on disk.

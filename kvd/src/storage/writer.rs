@@ -116,11 +116,18 @@ impl WriterHandle {
     /// # Errors
     /// When the shard's counters cannot be read, its log cannot be trimmed or the thread cannot
     /// be started.
-    pub fn spawn(store: Arc<ShardStore>, sync: SyncPolicy, log_retention: u64) -> Result<Self, StorageError> {
+    pub fn spawn(
+        store: Arc<ShardStore>,
+        sync: SyncPolicy,
+        log_retention: u64,
+    ) -> Result<Self, StorageError> {
         let shard = store.id();
         let (last_seq, keys) = store.counters()?;
         store.trim_log(last_seq, log_retention)?;
-        let stats = Arc::new(WriterStats { keys: AtomicU64::new(keys), ..WriterStats::default() });
+        let stats = Arc::new(WriterStats {
+            keys: AtomicU64::new(keys),
+            ..WriterStats::default()
+        });
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (seq_tx, seq_rx) = watch::channel(last_seq);
         let writer = Writer {
@@ -140,7 +147,13 @@ impl WriterHandle {
                 path: format!("shard-{shard}").into(),
                 source,
             })?;
-        Ok(Self { shard, tx, last_seq: seq_rx, stats, thread: Mutex::new(Some(thread)) })
+        Ok(Self {
+            shard,
+            tx,
+            last_seq: seq_rx,
+            stats,
+            thread: Mutex::new(Some(thread)),
+        })
     }
 
     /// Queues a write and waits until it is durable (or refused).
@@ -150,7 +163,10 @@ impl WriterHandle {
     /// writer has stopped.
     pub async fn submit(&self, kind: WriteKind) -> WriteResult {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Msg::Write(WriteOp { kind, reply })).await.map_err(|_| KvError::ShuttingDown)?;
+        self.tx
+            .send(Msg::Write(WriteOp { kind, reply }))
+            .await
+            .map_err(|_| KvError::ShuttingDown)?;
         answer.await.map_err(|_| KvError::Storage {
             shard: self.shard,
             message: "the shard writer stopped before answering".into(),
@@ -194,7 +210,9 @@ struct Writer {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Writer {
@@ -202,7 +220,9 @@ impl Writer {
         let mut ops = Vec::with_capacity(256);
         let mut closing = false;
         while !closing {
-            let Some(first) = rx.blocking_recv() else { break };
+            let Some(first) = rx.blocking_recv() else {
+                break;
+            };
             let mut bytes = 0;
             match first {
                 Msg::Write(op) => {
@@ -284,16 +304,26 @@ impl Writer {
             let current = match current {
                 Ok(v) => v,
                 Err(e) => {
-                    results.push(Err(KvError::Storage { shard, message: e.to_string() }));
+                    results.push(Err(KvError::Storage {
+                        shard,
+                        message: e.to_string(),
+                    }));
                     continue;
                 }
             };
             let kind = std::mem::replace(&mut op.kind, WriteKind::Delete { key: Vec::new() });
             let (key, record) = match kind {
-                WriteKind::Put { key, value, condition } => {
+                WriteKind::Put {
+                    key,
+                    value,
+                    condition,
+                } => {
                     match (condition, current) {
                         (PutCondition::IfVersion(want), actual) if actual != Some(want) => {
-                            results.push(Err(KvError::VersionMismatch { expected: want, actual }));
+                            results.push(Err(KvError::VersionMismatch {
+                                expected: want,
+                                actual,
+                            }));
                             continue;
                         }
                         (PutCondition::IfAbsent, Some(version)) => {
@@ -307,8 +337,18 @@ impl Writer {
                     if current.is_none() {
                         keys += 1;
                     }
-                    let op = LogOp::Put { key: ByteBuf::from(key.clone()), value: ByteBuf::from(value) };
-                    (key, LogRecord { epoch: 1, time_ms, op })
+                    let op = LogOp::Put {
+                        key: ByteBuf::from(key.clone()),
+                        value: ByteBuf::from(value),
+                    };
+                    (
+                        key,
+                        LogRecord {
+                            epoch: 1,
+                            time_ms,
+                            op,
+                        },
+                    )
                 }
                 WriteKind::Delete { key } => {
                     if current.is_none() {
@@ -318,7 +358,16 @@ impl Writer {
                     seq += 1;
                     batch.remove(&self.store.data, key.as_slice());
                     keys -= 1;
-                    (key.clone(), LogRecord { epoch: 1, time_ms, op: LogOp::Delete { key: ByteBuf::from(key) } })
+                    (
+                        key.clone(),
+                        LogRecord {
+                            epoch: 1,
+                            time_ms,
+                            op: LogOp::Delete {
+                                key: ByteBuf::from(key),
+                            },
+                        },
+                    )
                 }
             };
             match record.encode() {
@@ -361,7 +410,10 @@ impl Writer {
     fn fail(&self, ops: &mut Vec<WriteOp>, message: &str) {
         let shard = self.store.id();
         for op in ops.drain(..) {
-            let _ = op.reply.send(Err(KvError::Storage { shard, message: message.to_string() }));
+            let _ = op.reply.send(Err(KvError::Storage {
+                shard,
+                message: message.to_string(),
+            }));
         }
     }
 }
@@ -371,12 +423,17 @@ mod tests {
     use super::*;
 
     fn put(key: &str, value: &str, condition: PutCondition) -> WriteKind {
-        WriteKind::Put { key: key.into(), value: value.into(), condition }
+        WriteKind::Put {
+            key: key.into(),
+            value: value.into(),
+            condition,
+        }
     }
 
     fn open(dir: &std::path::Path) -> (Arc<ShardStore>, WriterHandle) {
         let store = Arc::new(ShardStore::open(dir, 0).expect("open"));
-        let writer = WriterHandle::spawn(Arc::clone(&store), SyncPolicy::Always, 1000).expect("spawn");
+        let writer =
+            WriterHandle::spawn(Arc::clone(&store), SyncPolicy::Always, 1000).expect("spawn");
         (store, writer)
     }
 
@@ -384,17 +441,38 @@ mod tests {
     async fn versions_conditions_and_counts() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (store, w) = open(dir.path());
-        assert_eq!(w.submit(put("a", "1", PutCondition::None)).await, Ok(Some(1)));
-        assert_eq!(w.submit(put("a", "2", PutCondition::IfVersion(1))).await, Ok(Some(2)));
+        assert_eq!(
+            w.submit(put("a", "1", PutCondition::None)).await,
+            Ok(Some(1))
+        );
+        assert_eq!(
+            w.submit(put("a", "2", PutCondition::IfVersion(1))).await,
+            Ok(Some(2))
+        );
         assert_eq!(
             w.submit(put("a", "3", PutCondition::IfVersion(1))).await,
-            Err(KvError::VersionMismatch { expected: 1, actual: Some(2) })
+            Err(KvError::VersionMismatch {
+                expected: 1,
+                actual: Some(2)
+            })
         );
-        assert_eq!(w.submit(put("a", "4", PutCondition::IfAbsent)).await, Err(KvError::AlreadyExists { version: 2 }));
-        assert_eq!(w.submit(put("b", "x", PutCondition::IfAbsent)).await, Ok(Some(3)));
+        assert_eq!(
+            w.submit(put("a", "4", PutCondition::IfAbsent)).await,
+            Err(KvError::AlreadyExists { version: 2 })
+        );
+        assert_eq!(
+            w.submit(put("b", "x", PutCondition::IfAbsent)).await,
+            Ok(Some(3))
+        );
         assert_eq!(store.get(b"a").expect("get"), Some((2, b"2".to_vec())));
-        assert_eq!(w.submit(WriteKind::Delete { key: "a".into() }).await, Ok(Some(4)));
-        assert_eq!(w.submit(WriteKind::Delete { key: "a".into() }).await, Ok(None));
+        assert_eq!(
+            w.submit(WriteKind::Delete { key: "a".into() }).await,
+            Ok(Some(4))
+        );
+        assert_eq!(
+            w.submit(WriteKind::Delete { key: "a".into() }).await,
+            Ok(None)
+        );
         assert_eq!(w.stats().keys.load(Ordering::Relaxed), 1);
         assert_eq!(*w.last_seq().borrow(), 4);
         w.close().await;
@@ -410,7 +488,10 @@ mod tests {
         let mut tasks = Vec::new();
         for i in 0..200 {
             let w = Arc::clone(&w);
-            tasks.push(tokio::spawn(async move { w.submit(put(&format!("k{}", i % 10), "v", PutCondition::IfAbsent)).await }));
+            tasks.push(tokio::spawn(async move {
+                w.submit(put(&format!("k{}", i % 10), "v", PutCondition::IfAbsent))
+                    .await
+            }));
         }
         let mut wins = 0;
         for t in tasks {
@@ -430,16 +511,29 @@ mod tests {
             let store = Arc::new(ShardStore::open(dir.path(), 0).expect("open"));
             let w = WriterHandle::spawn(Arc::clone(&store), SyncPolicy::Always, 5).expect("spawn");
             for i in 0..20 {
-                w.submit(put(&format!("k{i}"), "v", PutCondition::None)).await.expect("put");
+                w.submit(put(&format!("k{i}"), "v", PutCondition::None))
+                    .await
+                    .expect("put");
             }
             w.close().await;
-            assert_eq!(store.log.iter().count(), 5, "the writer keeps `retention` records");
+            assert_eq!(
+                store.log.iter().count(),
+                5,
+                "the writer keeps `retention` records"
+            );
         }
         let store = Arc::new(ShardStore::open(dir.path(), 0).expect("reopen"));
         assert_eq!(store.counters().expect("counters"), (20, 20));
         let w = WriterHandle::spawn(Arc::clone(&store), SyncPolicy::Always, 2).expect("spawn");
-        assert_eq!(store.log.iter().count(), 2, "a lower retention trims at start");
-        assert_eq!(w.submit(put("k0", "new", PutCondition::IfVersion(1))).await, Ok(Some(21)));
+        assert_eq!(
+            store.log.iter().count(),
+            2,
+            "a lower retention trims at start"
+        );
+        assert_eq!(
+            w.submit(put("k0", "new", PutCondition::IfVersion(1))).await,
+            Ok(Some(21))
+        );
         w.close().await;
     }
 }
