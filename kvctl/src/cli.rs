@@ -1,0 +1,316 @@
+//! The command line: global flags, the subcommands (one module each under `cli/`) and dispatch.
+//!
+//! Every subcommand module has an `Args` struct (its flags) and `async fn run(args, &Global)`,
+//! which connects, asks the node, and prints the result on stdout; errors come back as
+//! [`Error`] for `main` to print on stderr and turn into an exit code.
+
+use std::{
+    io::{self, IsTerminal as _, Write as _},
+    time::Duration,
+};
+
+use clap::{Parser, Subcommand};
+use shared::{addr::Endpoint, limits::MAX_REQUEST_DEADLINE};
+
+use crate::{
+    client::{DEFAULT_PORT, EXIT_CODES_HELP, Error, Node},
+    output::Format,
+};
+
+mod delete;
+mod get;
+mod put;
+mod scan;
+mod status;
+
+/// kvctl: the operator's tool for kvd.
+///
+/// Reads are served by the node you name with --endpoint; writes sent to a replica are
+/// forwarded to its master. Keys and values are bytes: binary-safe in and out.
+#[derive(Debug, Parser)]
+#[command(name = "kvctl", version, after_long_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    /// Flags every subcommand takes.
+    #[command(flatten)]
+    pub global: Global,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags accepted before or after the subcommand.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Global options")]
+pub struct Global {
+    /// The node to talk to: `http://host:port`, `host:port` or `host` (port 3000).
+    #[arg(
+        short,
+        long,
+        visible_alias = "master",
+        env = "KVCTL_ENDPOINT",
+        default_value = "http://localhost:3000",
+        value_name = "URL",
+        value_parser = parse_endpoint_arg,
+        global = true
+    )]
+    pub endpoint: Endpoint,
+    /// How results are printed on stdout.
+    #[arg(
+        short,
+        long,
+        value_enum,
+        default_value_t = Format::Text,
+        value_name = "FORMAT",
+        global = true
+    )]
+    pub output: Format,
+    /// Seconds to wait for the connection and for each answer: `10`, `2.5`, `500ms`, `1m`.
+    #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = parse_timeout, global = true)]
+    pub timeout: Duration,
+}
+
+impl Global {
+    /// Connects to `--endpoint` within `--timeout`.
+    ///
+    /// # Errors
+    /// When the node cannot be reached.
+    pub async fn connect(&self) -> Result<Node, Error> {
+        Node::connect(&self.endpoint, self.timeout).await
+    }
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a key's value (exactly its bytes); exit 1 if the key does not exist.
+    Get(get::Args),
+    /// Write a key, optionally only if it is at a version or absent (compare-and-swap).
+    Put(put::Args),
+    /// Delete a key; exit 1 if it does not exist.
+    Delete(delete::Args),
+    /// List keys in order, optionally by prefix.
+    Scan(scan::Args),
+    /// Show the node's role, limits and shards.
+    Status(status::Args),
+}
+
+impl Cli {
+    /// Runs the chosen subcommand.
+    ///
+    /// # Errors
+    /// Whatever made the subcommand fail; [`Error::exit`] says which exit code it means.
+    pub async fn run(self) -> Result<(), Error> {
+        let global = &self.global;
+        let stdout = io::stdout();
+        let terminal = stdout.is_terminal();
+        let mut out = stdout.lock();
+        let result = match self.command {
+            Command::Get(args) => get::run(args, global, &mut out, terminal).await,
+            Command::Put(args) => put::run(args, global, &mut out).await,
+            Command::Delete(args) => delete::run(args, global, &mut out).await,
+            Command::Scan(args) => scan::run(args, global, &mut out).await,
+            Command::Status(args) => status::run(args, global, &mut out).await,
+        };
+        // Flush what was printed even when the command failed half-way (a scan cut short).
+        let flushed = out.flush().map_err(Error::Output);
+        result.and(flushed)
+    }
+}
+
+fn parse_endpoint_arg(s: &str) -> Result<Endpoint, String> {
+    shared::addr::parse_endpoint(s, DEFAULT_PORT).map_err(|e| e.to_string())
+}
+
+/// Parses a timeout: seconds as a number (`10`, `2.5`) or with a unit (`500ms`, `10s`, `1m`).
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    let bad = || format!("{s:?} is not a duration: give seconds such as 10 or 2.5, or 500ms or 1m");
+    let value: f64 = number.trim().parse().map_err(|_| bad())?;
+    let secs = value * scale;
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("{s:?}: the timeout must be more than zero"));
+    }
+    let max = MAX_REQUEST_DEADLINE.as_secs();
+    let d = Duration::try_from_secs_f64(secs).map_err(|_| bad())?;
+    if d > MAX_REQUEST_DEADLINE {
+        return Err(format!("{s:?}: the timeout can be at most {max} seconds"));
+    }
+    Ok(d)
+}
+
+/// Helpers for the subcommands' tests.
+#[cfg(test)]
+pub mod testing {
+    use super::{Duration, Endpoint, Format, Global};
+
+    /// Global flags that point at `endpoint` and print in `format`.
+    pub fn global(endpoint: Endpoint, format: Format) -> Global {
+        Global {
+            endpoint,
+            output: format,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory as _, error::ErrorKind};
+
+    use crate::client::Exit;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("kvctl").chain(args.iter().copied()))
+    }
+
+    fn parse_ok(args: &[&str]) -> Cli {
+        parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn command_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn put_with_global_flags() {
+        let cli = parse_ok(&["-e", "http://x:1", "put", "k", "v", "--if-version", "3"]);
+        assert_eq!(
+            cli.global.endpoint,
+            Endpoint {
+                host: "x".into(),
+                port: 1
+            }
+        );
+        assert_eq!(cli.global.output, Format::Text);
+        assert_eq!(cli.global.timeout, Duration::from_secs(10));
+        let Command::Put(put) = cli.command else {
+            panic!("not put")
+        };
+        assert_eq!(put.key, "k");
+        assert_eq!(put.value.as_deref(), Some("v".as_ref()));
+        assert_eq!(put.if_version, Some(3));
+        assert!(!put.if_absent);
+        assert_eq!(put.condition(), shared::PutCondition::IfVersion(3));
+    }
+
+    #[test]
+    fn master_alias_and_flags_after_the_subcommand() {
+        let cli = parse_ok(&[
+            "get",
+            "k",
+            "--master",
+            "m:7",
+            "-o",
+            "json",
+            "--timeout",
+            "2.5",
+        ]);
+        assert_eq!(
+            cli.global.endpoint,
+            Endpoint {
+                host: "m".into(),
+                port: 7
+            }
+        );
+        assert_eq!(cli.global.output, Format::Json);
+        assert_eq!(cli.global.timeout, Duration::from_millis(2500));
+        let cli = parse_ok(&["--endpoint=localhost", "status"]);
+        assert_eq!(cli.global.endpoint.port, 3000);
+        assert!(matches!(cli.command, Command::Status(_)));
+    }
+
+    #[test]
+    fn bad_endpoint_is_a_usage_error() {
+        let e = parse(&["-e", "https://x:1", "status"]).expect_err("refused");
+        assert_eq!(e.kind(), ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn if_version_conflicts_with_if_absent() {
+        let e =
+            parse(&["put", "k", "v", "--if-version", "3", "--if-absent"]).expect_err("conflict");
+        assert_eq!(e.kind(), ErrorKind::ArgumentConflict);
+        let cli = parse_ok(&["put", "k", "v", "--if-absent"]);
+        let Command::Put(put) = cli.command else {
+            panic!("not put")
+        };
+        assert_eq!(put.condition(), shared::PutCondition::IfAbsent);
+    }
+
+    #[test]
+    fn value_or_file_but_not_both_nor_neither() {
+        let cli = parse_ok(&["put", "k", "--file", "f"]);
+        let Command::Put(put) = cli.command else {
+            panic!("not put")
+        };
+        assert_eq!(put.file.as_deref(), Some(std::path::Path::new("f")));
+        assert!(put.value.is_none());
+        let e = parse(&["put", "k", "v", "--file", "f"]).expect_err("both");
+        assert_eq!(e.kind(), ErrorKind::ArgumentConflict);
+        let e = parse(&["put", "k"]).expect_err("neither");
+        assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument);
+        // `-` is a value (stdin), not a flag.
+        let cli = parse_ok(&["put", "k", "-"]);
+        let Command::Put(put) = cli.command else {
+            panic!("not put")
+        };
+        assert_eq!(put.value.as_deref(), Some("-".as_ref()));
+    }
+
+    #[test]
+    fn scan_defaults_and_flags() {
+        let Command::Scan(scan) = parse_ok(&["scan"]).command else {
+            panic!("not scan")
+        };
+        assert_eq!(scan.limit, 100);
+        assert!(scan.prefix.is_none());
+        assert!(!scan.keys_only);
+        let Command::Scan(scan) =
+            parse_ok(&["scan", "user:", "--limit", "0", "--keys-only"]).command
+        else {
+            panic!("not scan")
+        };
+        assert_eq!(scan.limit, 0);
+        assert_eq!(scan.prefix.as_deref(), Some("user:".as_ref()));
+        assert!(scan.keys_only);
+    }
+
+    #[test]
+    fn usage_errors_exit_with_the_usage_code() {
+        let e = parse(&["frobnicate"]).expect_err("unknown");
+        assert_eq!(e.exit_code(), i32::from(Exit::Usage.code()));
+        let e = parse(&["-o", "yaml", "status"]).expect_err("bad format");
+        assert_eq!(e.exit_code(), i32::from(Exit::Usage.code()));
+    }
+
+    #[test]
+    fn help_documents_exit_codes() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("Exit codes:"), "{help}");
+        assert!(help.contains("--master"), "{help}");
+        assert!(help.contains("KVCTL_ENDPOINT"), "{help}");
+    }
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(parse_timeout("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_timeout("2.5"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_timeout("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_timeout("3s"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_timeout("1m"), Ok(Duration::from_secs(60)));
+        for bad in ["", "0", "-1", "abc", "NaN", "inf", "1e30", "3601", "1h"] {
+            assert!(parse_timeout(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

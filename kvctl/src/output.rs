@@ -1,0 +1,293 @@
+//! Rendering of results for people (`-o text`) and for programs (`-o json`).
+//!
+//! Owns the rules every subcommand shares, so that `get`, `scan`, `put` and `delete` show keys and
+//! values the same way:
+//!
+//! - text: bytes that are valid UTF-8 without control characters are shown as they are; anything
+//!   else (invalid UTF-8, or a tab or newline that would break the one-line-per-key layout) is
+//!   shown as `0x` followed by lower-case hex;
+//! - JSON: valid UTF-8 goes in a string field (`"key"`, `"value"`); anything else goes, base64
+//!   encoded, in a separately named field (`"key_base64"`, `"value_base64"`), so a program never
+//!   has to guess which encoding a string is in.
+//!
+//! Nothing here touches stdout itself: the functions write to any `io::Write`, which keeps them
+//! testable.
+
+use std::{borrow::Cow, fmt::Write as _, io, time::Duration};
+
+use base64::Engine as _;
+use serde::Serialize;
+
+/// How results are printed on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// For people: plain lines and tables.
+    #[default]
+    Text,
+    /// For programs: one JSON document on one line.
+    Json,
+}
+
+/// Bytes for a line of text: as they are when they are printable UTF-8, else `0x` + hex.
+#[must_use]
+pub fn display_bytes(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) if !s.chars().any(char::is_control) => Cow::Borrowed(s),
+        _ => Cow::Owned(hex(bytes)),
+    }
+}
+
+/// `0x` followed by two lower-case hex digits per byte.
+#[must_use]
+pub fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(2 + 2 * bytes.len());
+    out.push_str("0x");
+    for b in bytes {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// Bytes as JSON: the UTF-8 text, or else its base64 (standard alphabet, padded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonBytes<'a> {
+    /// Valid UTF-8, shown as a JSON string.
+    Text(&'a str),
+    /// Not UTF-8: base64 in the `*_base64` field.
+    Base64(String),
+}
+
+impl<'a> JsonBytes<'a> {
+    /// Chooses the representation of `bytes`.
+    #[must_use]
+    pub fn new(bytes: &'a [u8]) -> Self {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Self::Text(s),
+            Err(_) => Self::Base64(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        }
+    }
+
+    /// The string field (`"key"`, `"value"`), present only for UTF-8.
+    #[must_use]
+    pub fn text(&self) -> Option<&'a str> {
+        match self {
+            Self::Text(s) => Some(s),
+            Self::Base64(_) => None,
+        }
+    }
+
+    /// The base64 field (`"key_base64"`, `"value_base64"`), present only for other bytes.
+    #[must_use]
+    pub fn base64(&self) -> Option<String> {
+        match self {
+            Self::Text(_) => None,
+            Self::Base64(b) => Some(b.clone()),
+        }
+    }
+}
+
+/// One key as JSON, as printed by `get`, `put`, `delete` and each element of `scan`.
+///
+/// Field order is the print order: key, value, deleted, version. Fields that do not apply are
+/// left out rather than printed as `null`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyJson<'a> {
+    /// The key, when it is UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<&'a str>,
+    /// The key in base64, when it is not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_base64: Option<String>,
+    /// The value, when there is one and it is UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<&'a str>,
+    /// The value in base64, when there is one and it is not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_base64: Option<String>,
+    /// Set by `delete` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<bool>,
+    /// The version that wrote the value (or, for `delete`, the sequence number of the delete).
+    pub version: u64,
+}
+
+impl<'a> KeyJson<'a> {
+    /// A key and its version, without a value (`put`, `delete`, `scan --keys-only`).
+    #[must_use]
+    pub fn key(key: &'a [u8], version: u64) -> Self {
+        let key = JsonBytes::new(key);
+        Self {
+            key: key.text(),
+            key_base64: key.base64(),
+            value: None,
+            value_base64: None,
+            deleted: None,
+            version,
+        }
+    }
+
+    /// A key with its value and version (`get`, `scan`).
+    #[must_use]
+    pub fn entry(key: &'a [u8], value: &'a [u8], version: u64) -> Self {
+        let value = JsonBytes::new(value);
+        Self {
+            value: value.text(),
+            value_base64: value.base64(),
+            ..Self::key(key, version)
+        }
+    }
+}
+
+/// Writes `value` as one compact JSON document followed by a newline.
+///
+/// # Errors
+/// When writing fails.
+pub fn write_json(out: &mut impl io::Write, value: &impl Serialize) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, value).map_err(io::Error::from)?;
+    out.write_all(b"\n")
+}
+
+/// A byte count for people, in powers of 1024: `512 B`, `4 KiB`, `1.5 MiB`.
+#[must_use]
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut unit = 1024u64;
+    let mut name = UNITS[0];
+    for next in &UNITS[1..] {
+        match unit.checked_mul(1024) {
+            Some(bigger) if bytes >= bigger => {
+                unit = bigger;
+                name = next;
+            }
+            _ => break,
+        }
+    }
+    if bytes.is_multiple_of(unit) {
+        format!("{} {name}", bytes / unit)
+    } else {
+        // Precision loss is irrelevant at one decimal.
+        #[allow(clippy::cast_precision_loss)]
+        let scaled = bytes as f64 / unit as f64;
+        format!("{scaled:.1} {name}")
+    }
+}
+
+/// A duration in whole seconds for people: `59s`, `1m 1s`, `2h 0m 5s`, `3d 4h 5m 6s`.
+#[must_use]
+pub fn human_uptime(secs: u64) -> String {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (hours, rest) = (rest / 3600, rest % 3600);
+    let (minutes, seconds) = (rest / 60, rest % 60);
+    if days > 0 {
+        format!("{days}d {hours}h {minutes}m {seconds}s")
+    } else if hours > 0 {
+        format!("{hours}h {minutes}m {seconds}s")
+    } else if minutes > 0 {
+        format!("{minutes}m {seconds}s")
+    } else {
+        format!("{seconds}s")
+    }
+}
+
+/// A timeout as the user would have typed it: `10s`, `2.5s`, `0.25s`.
+#[must_use]
+pub fn seconds(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(v: &impl Serialize) -> String {
+        let mut out = Vec::new();
+        write_json(&mut out, v).expect("write");
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn hex_rendering() {
+        assert_eq!(hex(b""), "0x");
+        assert_eq!(hex(&[0x00, 0xff, 0x10, 0xab]), "0x00ff10ab");
+        assert_eq!(display_bytes(b"hello"), "hello");
+        assert_eq!(display_bytes("héllo ✓".as_bytes()), "héllo ✓");
+        assert_eq!(display_bytes(&[0xff, 0xfe]), "0xfffe");
+        // Control characters would break one line per key.
+        assert_eq!(display_bytes(b"a\tb"), "0x610962");
+        assert_eq!(display_bytes(b"line\n"), "0x6c696e650a");
+        assert_eq!(display_bytes(b""), "");
+    }
+
+    #[test]
+    fn json_for_utf8_values() {
+        let doc = json(&KeyJson::entry(b"user:1", b"{\"a\": 1}\n", 7));
+        assert_eq!(
+            doc,
+            "{\"key\":\"user:1\",\"value\":\"{\\\"a\\\": 1}\\n\",\"version\":7}\n"
+        );
+        let back: serde_json::Value = serde_json::from_str(&doc).expect("valid json");
+        assert_eq!(back["value"], "{\"a\": 1}\n");
+        assert!(back.get("value_base64").is_none());
+    }
+
+    #[test]
+    fn json_for_binary_values_and_keys() {
+        let doc = json(&KeyJson::entry(&[0xff, 0x00], &[0x80, 0x81, 0x82], 3));
+        assert_eq!(
+            doc,
+            "{\"key_base64\":\"/wA=\",\"value_base64\":\"gIGC\",\"version\":3}\n"
+        );
+        // An empty value is valid UTF-8.
+        let doc = json(&KeyJson::entry(b"k", b"", 1));
+        assert_eq!(doc, "{\"key\":\"k\",\"value\":\"\",\"version\":1}\n");
+    }
+
+    #[test]
+    fn json_without_value() {
+        assert_eq!(
+            json(&KeyJson::key(b"k", 4)),
+            "{\"key\":\"k\",\"version\":4}\n"
+        );
+        let deleted = KeyJson {
+            deleted: Some(true),
+            ..KeyJson::key(b"k", 9)
+        };
+        assert_eq!(
+            json(&deleted),
+            "{\"key\":\"k\",\"deleted\":true,\"version\":9}\n"
+        );
+    }
+
+    #[test]
+    fn bytes_for_people() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1024), "1 KiB");
+        assert_eq!(human_bytes(4096), "4 KiB");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(1024 * 1024), "1 MiB");
+        assert_eq!(human_bytes(5 * 1024 * 1024 * 1024 + 1), "5.0 GiB");
+        assert_eq!(human_bytes(u64::MAX), "16.0 EiB");
+    }
+
+    #[test]
+    fn uptime_for_people() {
+        assert_eq!(human_uptime(0), "0s");
+        assert_eq!(human_uptime(61), "1m 1s");
+        assert_eq!(human_uptime(7205), "2h 0m 5s");
+        assert_eq!(
+            human_uptime(3 * 86_400 + 4 * 3600 + 5 * 60 + 6),
+            "3d 4h 5m 6s"
+        );
+    }
+
+    #[test]
+    fn timeouts_as_typed() {
+        assert_eq!(seconds(Duration::from_secs(10)), "10s");
+        assert_eq!(seconds(Duration::from_millis(2500)), "2.5s");
+    }
+}
