@@ -148,3 +148,30 @@ fn garbage_closes_only_that_connection() {
         "kvd logged a panic: {lines:#?}"
     );
 }
+
+#[test]
+fn connections_per_address_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::master(dir.path(), 2, &["--max-connections-per-ip=2"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (a, b) = rt.block_on(async { (client(&node.endpoint()).await, client(&node.endpoint()).await) });
+    rt.block_on(async {
+        a.status(ctx()).await.unwrap().unwrap();
+        b.status(ctx()).await.unwrap().unwrap();
+    });
+    // The third connection from 127.0.0.1 is closed at once.
+    let mut third = TcpStream::connect(node.addr).unwrap();
+    assert!(closed_by_peer(&mut third), "a third connection was kept");
+    // Closing one frees its slot.
+    drop(a);
+    assert!(
+        harness::wait_until(Duration::from_secs(10), || {
+            rt.block_on(async {
+                let c = client(&node.endpoint()).await;
+                c.status(ctx()).await.is_ok_and(|r| r.is_ok())
+            })
+        }),
+        "the slot of a closed connection was not freed"
+    );
+    assert!(node.stdout.wait_for("too many connections", Duration::from_secs(5)).is_some());
+}
