@@ -46,6 +46,17 @@ pub struct Args {
     /// Replication log records kept per shard; a replica further behind resyncs fully.
     #[arg(long, env = "KVD_LOG_RETENTION", default_value_t = 1_000_000)]
     pub log_retention: u64,
+    /// Replicas that must acknowledge a write before it is acknowledged, when the write does
+    /// not ask for a number itself.
+    #[arg(long, env = "KVD_MIN_ACKS", default_value_t = 0)]
+    pub min_acks: u32,
+    /// How long a write waits for its replica acknowledgements, in milliseconds (unless the
+    /// write says otherwise).
+    #[arg(long, env = "KVD_ACKS_TIMEOUT_MS", default_value_t = 5_000)]
+    pub acks_timeout_ms: u64,
+    /// A replica not heard from for this many milliseconds is marked down.
+    #[arg(long, env = "KVD_REPLICA_TIMEOUT_MS", default_value_t = 5_000)]
+    pub replica_timeout_ms: u64,
     /// Most open connections from one client IP address.
     #[arg(long, env = "KVD_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
     pub max_connections_per_ip: usize,
@@ -108,6 +119,12 @@ pub struct Config {
     pub log_retention: u64,
     /// Connection cap per client IP.
     pub max_connections_per_ip: usize,
+    /// Default replica acknowledgements per write.
+    pub min_acks: u32,
+    /// Default wait for acknowledgements.
+    pub acks_timeout: std::time::Duration,
+    /// Silence after which a replica is marked down.
+    pub replica_timeout: std::time::Duration,
     /// Log settings.
     pub log: LogConfig,
 }
@@ -180,6 +197,18 @@ impl Args {
         if self.log_retention == 0 {
             return bad("--log-retention must be at least 1".into());
         }
+        if self.acks_timeout_ms == 0 || self.acks_timeout_ms > 3_600_000 {
+            return bad(format!(
+                "--acks-timeout-ms={} is out of range: use 1 to 3600000",
+                self.acks_timeout_ms
+            ));
+        }
+        if self.replica_timeout_ms < 100 {
+            return bad(format!(
+                "--replica-timeout-ms={} is too short: use at least 100",
+                self.replica_timeout_ms
+            ));
+        }
         if self.max_connections_per_ip == 0 {
             return bad("--max-connections-per-ip must be at least 1".into());
         }
@@ -204,6 +233,9 @@ impl Args {
             max_value_bytes: self.max_value_bytes,
             log_retention: self.log_retention,
             max_connections_per_ip: self.max_connections_per_ip,
+            min_acks: self.min_acks,
+            acks_timeout: std::time::Duration::from_millis(self.acks_timeout_ms),
+            replica_timeout: std::time::Duration::from_millis(self.replica_timeout_ms),
             log: LogConfig {
                 dir: log_dir,
                 rotation: self.log_rotation,
@@ -229,6 +261,9 @@ impl Config {
             max_value_bytes: limits::DEFAULT_MAX_VALUE_BYTES,
             log_retention: 1_000_000,
             max_connections_per_ip: 256,
+            min_acks: 0,
+            acks_timeout: std::time::Duration::from_secs(5),
+            replica_timeout: std::time::Duration::from_secs(5),
             log: LogConfig {
                 dir: dir.join("logs"),
                 rotation: Rotation::Never,

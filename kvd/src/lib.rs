@@ -15,6 +15,7 @@
 pub mod config;
 pub mod logging;
 pub mod node;
+pub mod replication;
 pub mod rpc;
 pub mod storage;
 
@@ -56,9 +57,9 @@ pub enum KvdError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// A feature that is not built yet.
-    #[error("{0}")]
-    Unsupported(String),
+    /// The master refused this replica for good.
+    #[error("the master refused this replica: {0}")]
+    Refused(shared::KvError),
 }
 
 /// A node with its storage open and its port bound, not yet serving.
@@ -76,11 +77,6 @@ impl Server {
     /// When the role is not supported, the store cannot be opened, or the address cannot be
     /// resolved or bound.
     pub async fn bind(cfg: Config) -> Result<Self, KvdError> {
-        if cfg.master.is_some() {
-            return Err(KvdError::Unsupported(
-                "replication is not built yet: this kvd runs only as a master (drop --replica and --master)".into(),
-            ));
-        }
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((cfg.host.as_str(), cfg.port))
             .await
             .map_err(|source| KvdError::Resolve {
@@ -132,7 +128,10 @@ impl Server {
 
     /// Serves until `shutdown` completes, then stops accepting, finishes the requests in flight,
     /// syncs every shard and returns.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    ///
+    /// # Errors
+    /// When the master refuses this replica (shard-count mismatch, duplicate node id).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), KvdError> {
         let Self {
             node,
             listener,
@@ -141,7 +140,7 @@ impl Server {
         } = self;
         let cfg = node.config();
         tracing::info!(
-            role = %shared::Role::Master.as_str(),
+            role = %node.role().as_str(),
             address = %advertised,
             listen = %local_addr,
             shards = cfg.shards,
@@ -154,6 +153,11 @@ impl Server {
         let stop = CancellationToken::new();
         let close_connections = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let master = cfg.master.as_ref().map(ToString::to_string);
+        if let Some(master) = &master {
+            tracing::info!(%master, "following the master");
+        }
+        let background = node.run_background();
         let accepting = rpc::accept_loop(
             listener,
             node.clone(),
@@ -161,9 +165,17 @@ impl Server {
             close_connections.clone(),
             tracker.clone(),
         );
+        let mut outcome = Ok(());
         tokio::select! {
             () = accepting => {}
             () = shutdown => stop.cancel(),
+            result = background => {
+                if let Err(e) = result {
+                    tracing::error!("the master refused this replica: {e}");
+                    outcome = Err(KvdError::Refused(e));
+                }
+                stop.cancel();
+            }
         }
         tracing::info!("shutting down: no new connections; finishing requests in flight");
         node.begin_shutdown();
@@ -187,5 +199,6 @@ impl Server {
         }
         node.close_storage().await;
         tracing::info!("kvd stopped");
+        outcome
     }
 }

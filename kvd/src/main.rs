@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kvd::{KvdError, Server, config::Args};
+use kvd::{Server, config::Args};
 
 fn main() -> ExitCode {
     let cfg = match Args::parse().validate() {
@@ -45,14 +45,16 @@ fn main() -> ExitCode {
             Err(e) => {
                 tracing::error!("{e}");
                 eprintln!("kvd: {e}");
-                return match e {
-                    KvdError::Unsupported(_) => ExitCode::from(2),
-                    _ => ExitCode::FAILURE,
-                };
+                return ExitCode::FAILURE;
             }
         };
-        server.run(shutdown).await;
-        ExitCode::SUCCESS
+        match server.run(shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kvd: {e}");
+                ExitCode::FAILURE
+            }
+        }
     })
 }
 

@@ -14,14 +14,18 @@ use std::{
 
 use serde_bytes::ByteBuf;
 use shared::{
-    Entry, KvError, NodeStatus, PutRequest, Role, ScanPage, ScanRequest, ShardStatus, Version,
-    Versioned,
+    ClusterStatus, Digest, Entry, JoinReply, JoinRequest, KvError, NodeStatus, PullReply,
+    PullRequest, PutRequest, Role, ScanPage, ScanRequest, ShardStatus, SnapshotPage,
+    SnapshotRequest, Version, Versioned,
     limits::{DEFAULT_SCAN_LIMIT, MAX_SCAN_LIMIT, scan_page_bytes},
     routing::shard_for,
 };
 
+use tokio_util::sync::CancellationToken;
+
 use crate::{
     config::Config,
+    replication::{MAX_PULL_WAIT_MS, MasterState, PULL_MAX_ENTRIES, ReplicaState},
     storage::{NodeMeta, ShardStore, StorageError, WriteKind, WriterHandle, meta::DirLock},
 };
 
@@ -32,6 +36,9 @@ pub struct Node {
 }
 
 struct Inner {
+    role: RoleState,
+    /// Fires at shutdown: long polls and followers stop waiting.
+    cancel: CancellationToken,
     cfg: Config,
     meta: NodeMeta,
     /// Keeps other processes off the data directory while the node lives.
@@ -43,9 +50,18 @@ struct Inner {
     in_flight: AtomicUsize,
 }
 
-struct Shard {
-    store: Arc<ShardStore>,
-    writer: WriterHandle,
+/// What differs between a master and a replica.
+enum RoleState {
+    Master(MasterState),
+    Replica(ReplicaState),
+}
+
+/// One shard: its store (reads) and its writer (every write).
+pub struct Shard {
+    /// The store.
+    pub store: Arc<ShardStore>,
+    /// The writer.
+    pub writer: WriterHandle,
 }
 
 /// Counts a request as in flight until dropped.
@@ -73,16 +89,24 @@ impl Node {
     pub fn open(cfg: Config) -> Result<Self, StorageError> {
         let (meta, lock) = NodeMeta::open(&cfg.data_dir, cfg.shards)?;
         let mut shards = Vec::with_capacity(cfg.shards as usize);
+        let mut resyncing = Vec::with_capacity(cfg.shards as usize);
         for id in 0..cfg.shards {
             let store = Arc::new(ShardStore::open(
                 &NodeMeta::shard_dir(&cfg.data_dir, id),
                 id,
             )?);
+            resyncing.push(store.resync_pending()?);
             let writer = WriterHandle::spawn(Arc::clone(&store), cfg.sync, cfg.log_retention)?;
             shards.push(Shard { store, writer });
         }
+        let role = match &cfg.master {
+            Some(master) => RoleState::Replica(ReplicaState::new(master.clone(), &resyncing)),
+            None => RoleState::Master(MasterState::new(cfg.shards, cfg.replica_timeout)),
+        };
         Ok(Self {
             inner: Arc::new(Inner {
+                role,
+                cancel: CancellationToken::new(),
                 cfg,
                 meta,
                 _lock: lock,
@@ -93,6 +117,50 @@ impl Node {
                 in_flight: AtomicUsize::new(0),
             }),
         })
+    }
+
+    /// The address this node advertises.
+    #[must_use]
+    pub fn advertised(&self) -> String {
+        self.inner.advertised.get().cloned().unwrap_or_default()
+    }
+
+    /// The role.
+    #[must_use]
+    pub fn role(&self) -> Role {
+        match self.inner.role {
+            RoleState::Master(_) => Role::Master,
+            RoleState::Replica(_) => Role::Replica,
+        }
+    }
+
+    /// Fires when the node shuts down.
+    #[must_use]
+    pub fn cancelled(&self) -> CancellationToken {
+        self.inner.cancel.clone()
+    }
+
+    /// Runs the role's background work until shutdown: a replica's replication (whose error
+    /// means the master refused this replica for good), a master's sweep of silent replicas.
+    ///
+    /// # Errors
+    /// The master's refusal of this replica.
+    pub async fn run_background(&self) -> Result<(), KvError> {
+        let cancel = self.inner.cancel.clone();
+        match &self.inner.role {
+            RoleState::Replica(state) => {
+                crate::replication::replica::run(self.clone(), state, cancel).await
+            }
+            RoleState::Master(state) => {
+                let mut tick = tokio::time::interval(Duration::from_millis(500));
+                loop {
+                    tokio::select! {
+                        () = cancel.cancelled() => return Ok(()),
+                        _ = tick.tick() => state.sweep(),
+                    }
+                }
+            }
+        }
     }
 
     /// Records the address this node advertises (known once the listener is bound).
@@ -128,6 +196,7 @@ impl Node {
     /// Refuses new requests from now on.
     pub fn begin_shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::Release);
+        self.inner.cancel.cancel();
     }
 
     /// Waits until no admitted request is running, or `timeout` passes; returns how many remain.
@@ -170,13 +239,45 @@ impl Node {
         &self.inner.shards[i.min(n - 1)]
     }
 
-    fn writable(&self) -> Result<(), KvError> {
-        match &self.inner.cfg.master {
-            Some(master) => Err(KvError::NotMaster {
-                master: Some(master.to_string()),
+    /// Shard number `id`.
+    ///
+    /// # Errors
+    /// `NoSuchShard` when out of range.
+    pub fn shard_at(&self, id: u32) -> Result<&Shard, KvError> {
+        self.inner
+            .shards
+            .get(id as usize)
+            .ok_or(KvError::NoSuchShard {
+                shard: id,
+                shards: self.inner.cfg.shards,
+            })
+    }
+
+    fn master_state(&self) -> Result<&MasterState, KvError> {
+        match &self.inner.role {
+            RoleState::Master(m) => Ok(m),
+            RoleState::Replica(r) => Err(KvError::NotMaster {
+                master: Some(r.master.to_string()),
             }),
-            None => Ok(()),
         }
+    }
+
+    fn writable(&self) -> Result<&MasterState, KvError> {
+        self.master_state()
+    }
+
+    /// Refuses reads of a shard a full resync is copying.
+    fn readable(&self, shard: u32) -> Result<(), KvError> {
+        if let RoleState::Replica(r) = &self.inner.role
+            && r.shard(shard)
+                .is_some_and(|s| s.resyncing.load(Ordering::Acquire))
+        {
+            return Err(KvError::ShardUnavailable {
+                shard,
+                reason: "a full resync from the master is copying it".into(),
+            });
+        }
+        Ok(())
     }
 
     /// Reads a key.
@@ -186,6 +287,7 @@ impl Node {
     pub fn get(&self, key: &[u8]) -> Result<Option<Versioned>, KvError> {
         self.check_key(key)?;
         let shard = self.shard(key);
+        self.readable(shard.store.id())?;
         let found = shard
             .store
             .get(key)
@@ -201,7 +303,7 @@ impl Node {
     /// # Errors
     /// Invalid sizes, a failed condition, `NotMaster` on a replica, or a storage failure.
     pub async fn put(&self, req: PutRequest) -> Result<Version, KvError> {
-        self.writable()?;
+        let master = self.writable()?;
         self.check_key(&req.key)?;
         let max = self.inner.cfg.max_value_bytes;
         if req.value.len() > max {
@@ -217,10 +319,25 @@ impl Node {
             condition: req.condition,
         };
         let seq = shard.writer.submit(kind).await?;
-        seq.ok_or_else(|| KvError::Storage {
+        let seq = seq.ok_or_else(|| KvError::Storage {
             shard: shard.store.id(),
             message: "a put was not given a version".into(),
-        })
+        })?;
+        let acks = if req.acks > 0 {
+            req.acks
+        } else {
+            self.inner.cfg.min_acks
+        };
+        if acks > 0 {
+            let timeout = match req.acks_timeout_ms {
+                0 => self.inner.cfg.acks_timeout,
+                ms => Duration::from_millis(u64::from(ms)),
+            };
+            master
+                .wait_acks(shard.store.id(), seq, acks, timeout)
+                .await?;
+        }
+        Ok(seq)
     }
 
     /// Deletes a key; `None` when it was absent.
@@ -241,6 +358,9 @@ impl Node {
     /// # Errors
     /// A prefix longer than the key limit, or a storage failure.
     pub async fn scan(&self, req: ScanRequest) -> Result<ScanPage, KvError> {
+        for id in 0..self.inner.cfg.shards {
+            self.readable(id)?;
+        }
         let max = self.inner.cfg.max_key_bytes;
         for bytes in std::iter::once(&req.prefix).chain(req.start_after.as_ref()) {
             if bytes.len() > max {
@@ -307,11 +427,21 @@ impl Node {
             .inner
             .shards
             .iter()
-            .map(|s| ShardStatus {
-                shard: s.store.id(),
-                keys: s.writer.stats().keys.load(Ordering::Relaxed),
-                last_seq: *s.writer.last_seq().borrow(),
-                disk_bytes: s.store.disk_bytes(),
+            .map(|s| {
+                let id = s.store.id();
+                let repl = match &self.inner.role {
+                    RoleState::Replica(r) => r.shard(id),
+                    RoleState::Master(_) => None,
+                };
+                ShardStatus {
+                    shard: id,
+                    keys: s.writer.stats().keys.load(Ordering::Relaxed),
+                    last_seq: *s.writer.last_seq().borrow(),
+                    disk_bytes: s.store.disk_bytes(),
+                    resyncing: repl.is_some_and(|r| r.resyncing.load(Ordering::Acquire)),
+                    partial_resyncs: repl.map_or(0, |r| r.partial_resyncs.load(Ordering::Relaxed)),
+                    full_resyncs: repl.map_or(0, |r| r.full_resyncs.load(Ordering::Relaxed)),
+                }
             })
             .collect();
         NodeStatus {
@@ -328,6 +458,198 @@ impl Node {
             max_key_bytes: cfg.max_key_bytes as u64,
             max_value_bytes: cfg.max_value_bytes as u64,
             shards,
+            master_link: match &self.inner.role {
+                RoleState::Replica(r) => Some(r.link()),
+                RoleState::Master(_) => None,
+            },
+        }
+    }
+
+    /// The master's view of the cluster.
+    ///
+    /// # Errors
+    /// `NotMaster` on a replica.
+    pub fn cluster_status(&self) -> Result<ClusterStatus, KvError> {
+        let master = self.master_state()?;
+        let replicas = master.status(
+            |shard| {
+                self.inner
+                    .shards
+                    .get(shard as usize)
+                    .map_or(0, |s| *s.writer.last_seq().borrow())
+            },
+            |shard, seq| {
+                self.inner
+                    .shards
+                    .get(shard as usize)
+                    .map_or(0, |s| s.writer.bytes_after(seq))
+            },
+        );
+        Ok(ClusterStatus {
+            master: self.status(),
+            replicas,
+        })
+    }
+
+    /// Registers a replica (master only).
+    ///
+    /// # Errors
+    /// `NotMaster` on a replica; the registry's refusals.
+    pub fn join(&self, req: &JoinRequest) -> Result<JoinReply, KvError> {
+        self.master_state()?
+            .join(req, self.node_id(), &self.advertised())
+    }
+
+    /// Serves a follower's long poll (master only).
+    ///
+    /// # Errors
+    /// `NotMaster` on a replica, `NotJoined`, `NoSuchShard`, or a storage failure.
+    pub async fn pull(&self, req: PullRequest) -> Result<PullReply, KvError> {
+        let master = self.master_state()?;
+        let shard = self.shard_at(req.shard)?;
+        let mut changes = shard.writer.last_seq();
+        let master_seq = *changes.borrow_and_update();
+        let note = master.record_pull(&req.node_id, req.shard, req.from_seq, master_seq)?;
+        let resync = |first: Option<u64>| PullReply::FullResyncNeeded {
+            first_seq: first.unwrap_or(master_seq + 1),
+            master_seq,
+        };
+        if req.from_seq > master_seq {
+            // The replica has writes this master does not: histories diverged.
+            return Ok(resync(
+                shard
+                    .store
+                    .first_log_seq()
+                    .map_err(storage_err(req.shard))?,
+            ));
+        }
+        if req.from_seq == master_seq {
+            let wait = Duration::from_millis(u64::from(req.wait_ms.min(MAX_PULL_WAIT_MS)));
+            tokio::select! {
+                _ = tokio::time::timeout(wait, changes.changed()) => {}
+                () = self.inner.cancel.cancelled() => {}
+            }
+        }
+        let store = Arc::clone(&shard.store);
+        let (from, max_bytes) = (req.from_seq, req.max_bytes as usize);
+        let entries =
+            tokio::task::spawn_blocking(move || store.read_log(from, max_bytes, PULL_MAX_ENTRIES))
+                .await
+                .map_err(|e| KvError::Storage {
+                    shard: req.shard,
+                    message: e.to_string(),
+                })?
+                .map_err(storage_err(req.shard))?;
+        let now_seq = *shard.writer.last_seq().borrow();
+        let gap = match entries.first() {
+            Some(e) => e.seq != from + 1,
+            None => now_seq > from,
+        };
+        if gap {
+            // Trimmed past the replica's position.
+            return Ok(resync(
+                shard
+                    .store
+                    .first_log_seq()
+                    .map_err(storage_err(req.shard))?,
+            ));
+        }
+        if note.first_since_join && from > 0 {
+            master.count_partial(&req.node_id, req.shard);
+            tracing::info!(node_id = %req.node_id, shard = req.shard, from_seq = from, master_seq = now_seq, "replica resumes by partial resync");
+        }
+        Ok(PullReply::Entries {
+            entries,
+            master_seq: now_seq,
+        })
+    }
+
+    /// Serves a page of a full-resync copy (master only).
+    ///
+    /// # Errors
+    /// `NotMaster` on a replica, `NotJoined`, `ResyncExpired`, or a storage failure.
+    pub async fn snapshot(&self, req: SnapshotRequest) -> Result<SnapshotPage, KvError> {
+        let master = self.master_state()?;
+        let shard = self.shard_at(req.shard)?;
+        let (snap, seq) = match &req.start_after {
+            None => {
+                let (snap, seq) = shard.store.snapshot().map_err(storage_err(req.shard))?;
+                master.start_copy(&req.node_id, req.shard, snap.clone(), seq)?;
+                (snap, seq)
+            }
+            Some(_) => master.copy(&req.node_id, req.shard)?,
+        };
+        let store = Arc::clone(&shard.store);
+        let max = (req.max_bytes as usize).clamp(64 * 1024, 16 * 1024 * 1024);
+        let after = req.start_after.map(serde_bytes::ByteBuf::into_vec);
+        let (entries, next) =
+            tokio::task::spawn_blocking(move || store.snapshot_page(&snap, after.as_deref(), max))
+                .await
+                .map_err(|e| KvError::Storage {
+                    shard: req.shard,
+                    message: e.to_string(),
+                })?
+                .map_err(storage_err(req.shard))?;
+        if next.is_none() {
+            master.end_copy(&req.node_id, req.shard);
+        }
+        Ok(SnapshotPage { seq, entries, next })
+    }
+
+    /// The digest of a shard now.
+    ///
+    /// # Errors
+    /// `NoSuchShard`, a shard being copied, or a storage failure.
+    pub async fn digest_now(&self, shard: u32) -> Result<Digest, KvError> {
+        self.readable(shard)?;
+        let store = Arc::clone(&self.shard_at(shard)?.store);
+        tokio::task::spawn_blocking(move || {
+            let (snap, seq) = store.snapshot()?;
+            let (keys, hash) = store.digest(&snap)?;
+            Ok::<_, StorageError>(Digest {
+                shard,
+                seq,
+                keys,
+                hash: format!("{hash:032x}"),
+            })
+        })
+        .await
+        .map_err(|e| KvError::Storage {
+            shard,
+            message: e.to_string(),
+        })?
+        .map_err(storage_err(shard))
+    }
+
+    /// The digest of a shard, now or exactly at `at_seq` (a replica waits up to `wait` to get
+    /// there and holds its follower at that point meanwhile).
+    ///
+    /// # Errors
+    /// `SequenceUnavailable` when the shard is past `at_seq` or does not reach it in time.
+    pub async fn digest(
+        &self,
+        shard: u32,
+        at_seq: Option<u64>,
+        wait: Duration,
+    ) -> Result<Digest, KvError> {
+        self.shard_at(shard)?;
+        match (at_seq, &self.inner.role) {
+            (None, _) => self.digest_now(shard).await,
+            (Some(seq), RoleState::Replica(state)) => {
+                crate::replication::replica::digest_at(self, state, shard, seq, wait).await
+            }
+            (Some(seq), RoleState::Master(_)) => {
+                let d = self.digest_now(shard).await?;
+                if d.seq == seq {
+                    Ok(d)
+                } else {
+                    Err(KvError::SequenceUnavailable {
+                        shard,
+                        current: d.seq,
+                        requested: seq,
+                    })
+                }
+            }
         }
     }
 }

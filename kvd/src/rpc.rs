@@ -22,7 +22,8 @@ use std::{
 use futures::StreamExt;
 use serde_bytes::ByteBuf;
 use shared::{
-    Kv, KvError, NodeStatus, PutRequest, ScanPage, ScanRequest, Version, Versioned,
+    ClusterStatus, Digest, JoinReply, JoinRequest, Kv, KvError, NodeStatus, PullReply, PullRequest,
+    PutRequest, ScanPage, ScanRequest, SnapshotPage, SnapshotRequest, Version, Versioned,
     limits::server_max_frame_bytes, transport::server_transport,
 };
 use tarpc::{
@@ -37,6 +38,8 @@ use crate::node::Node;
 /// Most requests of one connection handled at once; beyond it the connection is read no further
 /// until one finishes (backpressure on that client only).
 const MAX_CONCURRENT_PER_CONNECTION: usize = 1024;
+/// Longest a digest request may wait for a replica to reach its sequence.
+const MAX_DIGEST_WAIT_MS: u32 = 60_000;
 
 /// The service implementation: a thin layer over [`Node`].
 #[derive(Clone)]
@@ -68,6 +71,38 @@ impl Kv for RpcServer {
     async fn status(self, _: Context) -> Result<NodeStatus, KvError> {
         let _guard = self.node.admit()?;
         Ok(self.node.status())
+    }
+
+    async fn cluster_status(self, _: Context) -> Result<ClusterStatus, KvError> {
+        let _guard = self.node.admit()?;
+        self.node.cluster_status()
+    }
+
+    async fn digest(
+        self,
+        _: Context,
+        shard: u32,
+        at_seq: Option<u64>,
+        wait_ms: u32,
+    ) -> Result<Digest, KvError> {
+        let _guard = self.node.admit()?;
+        let wait = Duration::from_millis(u64::from(wait_ms.min(MAX_DIGEST_WAIT_MS)));
+        self.node.digest(shard, at_seq, wait).await
+    }
+
+    async fn join(self, _: Context, req: JoinRequest) -> Result<JoinReply, KvError> {
+        let _guard = self.node.admit()?;
+        self.node.join(&req)
+    }
+
+    async fn pull(self, _: Context, req: PullRequest) -> Result<PullReply, KvError> {
+        let _guard = self.node.admit()?;
+        self.node.pull(req).await
+    }
+
+    async fn snapshot(self, _: Context, req: SnapshotRequest) -> Result<SnapshotPage, KvError> {
+        let _guard = self.node.admit()?;
+        self.node.snapshot(req).await
     }
 }
 

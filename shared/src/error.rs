@@ -70,6 +70,72 @@ pub enum KvError {
     /// The node is shutting down and takes no new requests; retry against it once restarted.
     #[error("the node is shutting down; retry once it is back")]
     ShuttingDown,
+    /// A replica's shard count differs from the master's.
+    #[error(
+        "shard count mismatch: the master has {master} shards, the replica has {replica}; start the replica with --shard={master} and an empty --data-dir"
+    )]
+    ShardCountMismatch {
+        /// The master's count.
+        master: u32,
+        /// The replica's count.
+        replica: u32,
+    },
+    /// Another live node already uses this node id.
+    #[error(
+        "node id {node_id} is already used by the replica at {existing}, which is up; a copied data directory? give this replica its own --data-dir"
+    )]
+    DuplicateNode {
+        /// The contested id.
+        node_id: String,
+        /// The address of the node that has it.
+        existing: String,
+    },
+    /// A replica call from a node that has not joined (for example after a master restart).
+    #[error("node {node_id} has not joined this master; join first")]
+    NotJoined {
+        /// The node id.
+        node_id: String,
+    },
+    /// The write is committed on the master but fewer replicas than asked acknowledged it in time.
+    #[error(
+        "the write is committed on the master at version {version}, but only {acked} of {required} replicas acknowledged it within {timeout_ms} ms"
+    )]
+    AcksTimeout {
+        /// The version written.
+        version: u64,
+        /// Replicas that did acknowledge.
+        acked: u32,
+        /// Replicas asked for.
+        required: u32,
+        /// The wait.
+        timeout_ms: u64,
+    },
+    /// The shard cannot serve reads now (a full resync is copying it).
+    #[error("shard {shard} is unavailable on this node: {reason}; read from the master meanwhile")]
+    ShardUnavailable {
+        /// The shard.
+        shard: u32,
+        /// Why.
+        reason: String,
+    },
+    /// A digest was asked at a sequence this node cannot provide.
+    #[error(
+        "shard {shard} is at sequence {current}, so no digest at {requested} can be taken; retry"
+    )]
+    SequenceUnavailable {
+        /// The shard.
+        shard: u32,
+        /// Where the node is.
+        current: u64,
+        /// What was asked.
+        requested: u64,
+    },
+    /// A full-resync copy expired on the master (idle too long, or the master restarted).
+    #[error("the resync copy of shard {shard} expired on the master; start the copy again")]
+    ResyncExpired {
+        /// The shard.
+        shard: u32,
+    },
     /// The operation exists in the protocol but this node does not offer it yet.
     #[error("not supported: {0}")]
     Unsupported(String),

@@ -5,7 +5,10 @@
 
 use serde_bytes::ByteBuf;
 
-use crate::{KvError, NodeStatus, PutRequest, ScanPage, ScanRequest, Version, Versioned};
+use crate::{
+    ClusterStatus, Digest, JoinReply, JoinRequest, KvError, NodeStatus, PullReply, PullRequest,
+    PutRequest, ScanPage, ScanRequest, SnapshotPage, SnapshotRequest, Version, Versioned,
+};
 
 /// The key-value service a `kvd` node serves.
 #[tarpc::service]
@@ -21,4 +24,17 @@ pub trait Kv {
     async fn scan(req: ScanRequest) -> Result<ScanPage, KvError>;
     /// The node's role, address and per-shard figures.
     async fn status() -> Result<NodeStatus, KvError>;
+    /// The master's view of the cluster: itself and every replica with its lag per shard.
+    /// A replica answers `NotMaster` naming its master.
+    async fn cluster_status() -> Result<ClusterStatus, KvError>;
+    /// An order-independent digest of a shard. `at_seq: None` takes it now; `Some(s)` takes it
+    /// exactly at sequence `s`, waiting up to `wait_ms` for a replica to get there.
+    async fn digest(shard: u32, at_seq: Option<u64>, wait_ms: u32) -> Result<Digest, KvError>;
+
+    /// Replicas: register with the master (refused on a shard-count mismatch or a duplicate id).
+    async fn join(req: JoinRequest) -> Result<JoinReply, KvError>;
+    /// Replicas: long-poll a shard's log after `from_seq`, which also acknowledges it.
+    async fn pull(req: PullRequest) -> Result<PullReply, KvError>;
+    /// Replicas: one page of a consistent copy of a shard, for a full resync.
+    async fn snapshot(req: SnapshotRequest) -> Result<SnapshotPage, KvError>;
 }

@@ -77,6 +77,11 @@ pub struct PutRequest {
     pub value: ByteBuf,
     /// Compare-and-swap condition.
     pub condition: PutCondition,
+    /// Replicas that must have applied the write before it is acknowledged (0: the master's
+    /// `--min-acks`).
+    pub acks: u32,
+    /// How long to wait for those acknowledgements (milliseconds; 0: the master's default).
+    pub acks_timeout_ms: u32,
 }
 
 /// A scan over the keys in order, optionally limited to a prefix, one page at a time.
@@ -123,6 +128,12 @@ pub struct ShardStatus {
     pub last_seq: u64,
     /// Bytes the shard's store takes on disk.
     pub disk_bytes: u64,
+    /// On a replica: a full resync is copying this shard and its reads are refused.
+    pub resyncing: bool,
+    /// On a replica: times it resumed from its own position.
+    pub partial_resyncs: u64,
+    /// On a replica: times it copied the whole shard.
+    pub full_resyncs: u64,
 }
 
 /// A node's view of itself.
@@ -146,4 +157,201 @@ pub struct NodeStatus {
     pub max_value_bytes: u64,
     /// One entry per shard, in shard order.
     pub shards: Vec<ShardStatus>,
+    /// On a replica: its link to the master.
+    pub master_link: Option<MasterLink>,
+}
+
+impl PutRequest {
+    /// An unconditional put that waits for no replica.
+    #[must_use]
+    pub fn new(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
+        Self {
+            key: ByteBuf::from(key.into()),
+            value: ByteBuf::from(value.into()),
+            condition: PutCondition::None,
+            acks: 0,
+            acks_timeout_ms: 0,
+        }
+    }
+}
+
+/// A replica asking to join the master.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRequest {
+    /// The replica's node id (kept in its data directory).
+    pub node_id: String,
+    /// The address the replica advertises (`host:port`).
+    pub address: String,
+    /// The replica's shard count; must equal the master's.
+    pub shards: u32,
+}
+
+/// The master's answer to a join.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinReply {
+    /// The master's node id.
+    pub master_id: String,
+    /// The master's advertised address.
+    pub master_address: String,
+}
+
+/// A follower's long poll for a shard's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullRequest {
+    /// The replica asking.
+    pub node_id: String,
+    /// The shard.
+    pub shard: u32,
+    /// The last sequence the replica has durably applied; it is also its acknowledgement.
+    pub from_seq: u64,
+    /// Most bytes of records to return.
+    pub max_bytes: u32,
+    /// How long the master may hold the call when it has nothing newer (milliseconds).
+    pub wait_ms: u32,
+}
+
+/// One replication log record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// Its sequence number.
+    pub seq: u64,
+    /// The record as stored in the master's log (see `docs/storage-format.md`).
+    pub record: ByteBuf,
+}
+
+/// The answer to a pull.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PullReply {
+    /// Records after `from_seq`, in order (empty when the wait ran out).
+    Entries {
+        /// The records.
+        entries: Vec<LogEntry>,
+        /// The master's last sequence on the shard when it answered.
+        master_seq: u64,
+    },
+    /// The master no longer has the records after `from_seq` (trimmed), or the replica is ahead
+    /// of the master (diverged history): copy the shard with `snapshot` pages.
+    FullResyncNeeded {
+        /// The oldest record the master still has.
+        first_seq: u64,
+        /// The master's last sequence on the shard.
+        master_seq: u64,
+    },
+}
+
+/// A page of a shard copy for a full resync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRequest {
+    /// The replica asking.
+    pub node_id: String,
+    /// The shard.
+    pub shard: u32,
+    /// `None` starts a new copy (at the master's current sequence); otherwise the `next` of the
+    /// previous page.
+    pub start_after: Option<ByteBuf>,
+    /// Most bytes of keys and values in the page.
+    pub max_bytes: u32,
+}
+
+/// One page of a shard copy, all taken at sequence `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotPage {
+    /// The sequence the copy was taken at: after the last page, pull from here.
+    pub seq: u64,
+    /// Keys with values and versions, in key order.
+    pub entries: Vec<Entry>,
+    /// Pass as `start_after` for the next page; `None` after the last page.
+    pub next: Option<ByteBuf>,
+}
+
+/// An order-independent digest of one shard's content at one sequence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    /// The shard.
+    pub shard: u32,
+    /// The sequence the digest was taken at.
+    pub seq: u64,
+    /// Keys in the shard.
+    pub keys: u64,
+    /// Wrapping sum of xxh3-128 over (key length, key, version, value) of every key, as 32 hex
+    /// digits.
+    pub hash: String,
+}
+
+/// Whether a replication link is working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LinkState {
+    /// Heard from within the timeout.
+    Up,
+    /// Not heard from within the timeout (or never connected).
+    Down,
+}
+
+impl LinkState {
+    /// Lower-case name for output.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Down => "down",
+        }
+    }
+}
+
+/// One replica's position on one shard, as the master sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaShardLag {
+    /// The shard.
+    pub shard: u32,
+    /// The last sequence the replica acknowledged (durably applied).
+    pub acked_seq: u64,
+    /// The master's last sequence.
+    pub master_seq: u64,
+    /// Operations behind: `master_seq - acked_seq`.
+    pub ops_behind: u64,
+    /// Bytes of log records behind (counted at group-commit granularity).
+    pub bytes_behind: u64,
+    /// Seconds since the replica was last caught up (0 when it is).
+    pub secs_since_caught_up: f64,
+    /// Times the replica resumed from its own position (after a restart or a lost link).
+    pub partial_resyncs: u64,
+    /// Times the replica had to copy the whole shard.
+    pub full_resyncs: u64,
+}
+
+/// A replica as the master sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    /// Node id.
+    pub node_id: String,
+    /// Advertised address.
+    pub address: String,
+    /// Link state.
+    pub link: LinkState,
+    /// Seconds since the master last heard from it.
+    pub last_seen_secs: f64,
+    /// Position and lag per shard.
+    pub shards: Vec<ReplicaShardLag>,
+}
+
+/// The whole cluster as the master sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// The master itself.
+    pub master: NodeStatus,
+    /// Every replica that joined since the master started.
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+/// A replica's view of its link to the master.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MasterLink {
+    /// The master's address.
+    pub master: String,
+    /// Whether the link works.
+    pub state: LinkState,
+    /// When the link entered this state (milliseconds since the Unix epoch).
+    pub since_unix_ms: u64,
+    /// The last error, when down.
+    pub last_error: Option<String>,
 }

@@ -11,7 +11,7 @@ use std::{
 
 use harness::{NodeProcess, client, ctx, kvctl, wait_until};
 use serde_bytes::ByteBuf;
-use shared::{PutCondition, PutRequest};
+use shared::PutRequest;
 
 #[test]
 fn restart_after_sigterm_keeps_every_key() {
@@ -22,11 +22,7 @@ fn restart_after_sigterm_keeps_every_key() {
     rt.block_on(async {
         let c = client(&ep).await;
         for i in 0..500u32 {
-            let req = PutRequest {
-                key: ByteBuf::from(format!("k{i}").into_bytes()),
-                value: ByteBuf::from(format!("v{i}").into_bytes()),
-                condition: PutCondition::None,
-            };
+            let req = PutRequest::new(format!("k{i}").into_bytes(), format!("v{i}").into_bytes());
             c.put(ctx(), req).await.unwrap().unwrap();
         }
         c.delete(ctx(), ByteBuf::from(b"k7".to_vec()))
@@ -86,11 +82,7 @@ fn kill9_during_concurrent_writes_loses_no_acknowledged_write() {
                     // Overwrite a small key set too, so the last acknowledged value must win.
                     let key = format!("w{w}-{}", n % 500);
                     let value = format!("{w}:{n}");
-                    let req = PutRequest {
-                        key: ByteBuf::from(key.clone().into_bytes()),
-                        value: ByteBuf::from(value.clone().into_bytes()),
-                        condition: PutCondition::None,
-                    };
+                    let req = PutRequest::new(key.clone().into_bytes(), value.clone().into_bytes());
                     match c.put(ctx(), req).await {
                         Ok(Ok(_)) => {
                             acked.lock().unwrap().insert(key, value);

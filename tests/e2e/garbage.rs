@@ -154,7 +154,12 @@ fn connections_per_address_are_capped() {
     let dir = tempfile::tempdir().unwrap();
     let node = NodeProcess::master(dir.path(), 2, &["--max-connections-per-ip=2"]);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (a, b) = rt.block_on(async { (client(&node.endpoint()).await, client(&node.endpoint()).await) });
+    let (a, b) = rt.block_on(async {
+        (
+            client(&node.endpoint()).await,
+            client(&node.endpoint()).await,
+        )
+    });
     rt.block_on(async {
         a.status(ctx()).await.unwrap().unwrap();
         b.status(ctx()).await.unwrap().unwrap();
@@ -173,5 +178,9 @@ fn connections_per_address_are_capped() {
         }),
         "the slot of a closed connection was not freed"
     );
-    assert!(node.stdout.wait_for("too many connections", Duration::from_secs(5)).is_some());
+    assert!(
+        node.stdout
+            .wait_for("too many connections", Duration::from_secs(5))
+            .is_some()
+    );
 }

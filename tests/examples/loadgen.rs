@@ -15,7 +15,7 @@ use std::{
 
 use harness::{client, ctx};
 use serde_bytes::ByteBuf;
-use shared::{PutCondition, PutRequest};
+use shared::PutRequest;
 
 const KEYSPACE: u64 = 100_000;
 const MAX_REQUESTS: u64 = 10_000_000;
@@ -49,11 +49,7 @@ async fn main() {
                 i = (i + 1) % KEYSPACE;
                 let key = ByteBuf::from(format!("key:{i:06}").into_bytes());
                 let ok = if is_put {
-                    let req = PutRequest {
-                        key,
-                        value: ByteBuf::from(vec![b'v'; 100]),
-                        condition: PutCondition::None,
-                    };
+                    let req = PutRequest::new(key.into_vec(), vec![b'v'; 100]);
                     matches!(cl.put(ctx(), req).await, Ok(Ok(_)))
                 } else {
                     matches!(cl.get(ctx(), key).await, Ok(Ok(_)))

@@ -116,6 +116,7 @@ pub struct StartError {
 impl NodeProcess {
     /// Starts `kvd` with `args` in `cwd` and waits for its start-up line.
     pub fn start(cwd: &Path, args: &[String]) -> Result<Self, StartError> {
+        std::fs::create_dir_all(cwd).expect("create the working directory");
         let mut child = Command::new(kvd_bin())
             .args(args)
             .current_dir(cwd)
@@ -193,6 +194,13 @@ impl NodeProcess {
         Self::start(dir, &args).unwrap_or_else(|e| panic!("kvd did not start: {e:?}"))
     }
 
+    /// A replica of `master` (an endpoint) with `shards` shards, on 127.0.0.1 and a port the OS
+    /// picks, its data in `dir`.
+    pub fn replica(dir: &Path, shards: u32, master: &str, extra: &[&str]) -> Self {
+        Self::start(dir, &replica_args(dir, shards, master, extra))
+            .unwrap_or_else(|e| panic!("replica did not start: {e:?}"))
+    }
+
     /// `http://127.0.0.1:<port>`.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
@@ -223,17 +231,25 @@ impl NodeProcess {
     pub fn terminate(&mut self) -> ExitStatus {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "kvd did not stop within 60 s of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        self.wait_exit(Duration::from_secs(60))
+            .expect("kvd did not stop within 60 s of SIGTERM")
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut status = None;
+        wait_until(timeout, || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        // Let the reader threads collect the last output.
+        if status.is_some() {
+            let stderr = Arc::clone(&self.stderr);
+            wait_until(Duration::from_millis(500), || {
+                !stderr.lock().unwrap().is_empty()
+            });
         }
+        status
     }
 
     /// Starts the same node again (same flags, same port) after it stopped.
@@ -261,6 +277,59 @@ impl Drop for NodeProcess {
         if self.is_running() {
             self.kill9();
         }
+    }
+}
+
+/// The flags of a replica (see [`NodeProcess::replica`]).
+pub fn replica_args(dir: &Path, shards: u32, master: &str, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "--port=0".to_string(),
+        format!("--shard={shards}"),
+        "--replica=true".to_string(),
+        format!("--master={master}"),
+        "--host=127.0.0.1".to_string(),
+        format!("--data-dir={}", dir.join("data").display()),
+    ];
+    args.extend(extra.iter().map(ToString::to_string));
+    args
+}
+
+/// The master's view of the cluster.
+pub async fn cluster(endpoint: &str) -> shared::ClusterStatus {
+    client(endpoint)
+        .await
+        .cluster_status(ctx())
+        .await
+        .expect("rpc")
+        .expect("cluster status")
+}
+
+/// Waits until the master sees `replicas` replicas, all linked and with no lag on any shard.
+pub async fn wait_caught_up(
+    master: &str,
+    replicas: usize,
+    timeout: Duration,
+) -> shared::ClusterStatus {
+    let c = client(master).await;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let status = c
+            .cluster_status(ctx())
+            .await
+            .expect("rpc")
+            .expect("cluster status");
+        let done = status.replicas.len() == replicas
+            && status.replicas.iter().all(|r| {
+                r.link == shared::LinkState::Up && r.shards.iter().all(|s| s.ops_behind == 0)
+            });
+        if done {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas did not catch up within {timeout:?}: {status:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -36,6 +36,9 @@ pub enum StorageError {
     /// Another process holds the directory.
     #[error("the data directory {0} is in use by another kvd process (its LOCK file is held)")]
     Locked(PathBuf),
+    /// The shard's writer has stopped (shutdown).
+    #[error("the writer of shard {0} has stopped")]
+    Stopped(u32),
     /// A stored record does not decode.
     #[error("corrupt record in {what}: {detail}")]
     Corrupt {

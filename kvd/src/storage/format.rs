@@ -11,6 +11,8 @@ use super::StorageError;
 pub const META_LAST_SEQ: &[u8] = b"last_seq";
 /// `meta` key holding the number of live keys (u64 big-endian).
 pub const META_KEYS: &[u8] = b"keys";
+/// `meta` key present while a full resync of the shard is incomplete.
+pub const META_RESYNC: &[u8] = b"resync";
 
 /// A `data` value: the version (u64 big-endian) followed by the value bytes.
 #[must_use]

@@ -9,13 +9,13 @@
 
 use std::{ops::Bound, path::Path};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Snapshot};
 use serde_bytes::ByteBuf;
-use shared::Entry;
+use shared::{Entry, LogEntry};
 
 use super::{
     StorageError,
-    format::{META_KEYS, META_LAST_SEQ, decode_data, decode_u64},
+    format::{META_KEYS, META_LAST_SEQ, META_RESYNC, decode_data, decode_u64},
 };
 
 /// A shard's fjall database and keyspaces.
@@ -188,6 +188,123 @@ impl ShardStore {
             }
             batch.commit()?;
         }
+    }
+
+    /// Up to `max_entries` log records after `after`, stopping once `max_bytes` are collected
+    /// (at least one record is returned when any exists).
+    ///
+    /// # Errors
+    /// On engine errors or a corrupt key.
+    pub fn read_log(
+        &self,
+        after: u64,
+        max_bytes: usize,
+        max_entries: usize,
+    ) -> Result<Vec<LogEntry>, StorageError> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for guard in self.log.range((after + 1).to_be_bytes()..) {
+            if out.len() >= max_entries || (bytes >= max_bytes && !out.is_empty()) {
+                break;
+            }
+            let (key, value) = guard.into_inner()?;
+            bytes += value.len();
+            out.push(LogEntry {
+                seq: decode_u64(&key, "log key")?,
+                record: ByteBuf::from(value.to_vec()),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The oldest sequence still in the log.
+    ///
+    /// # Errors
+    /// On engine errors or a corrupt key.
+    pub fn first_log_seq(&self) -> Result<Option<u64>, StorageError> {
+        match self.log.first_key_value() {
+            Some(guard) => Ok(Some(decode_u64(&guard.key()?, "log key")?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether a full resync of this shard was started and not finished.
+    ///
+    /// # Errors
+    /// On engine errors.
+    pub fn resync_pending(&self) -> Result<bool, StorageError> {
+        Ok(self.meta.contains_key(META_RESYNC)?)
+    }
+
+    /// A consistent read view and the sequence it shows (the meta counter is in the same
+    /// atomic batches as the data it describes).
+    ///
+    /// # Errors
+    /// On engine errors or a corrupt counter.
+    pub fn snapshot(&self) -> Result<(Snapshot, u64), StorageError> {
+        let snap = self.db.snapshot();
+        let seq = match snap.get(&self.meta, META_LAST_SEQ)? {
+            Some(raw) => decode_u64(&raw, "meta last_seq")?,
+            None => 0,
+        };
+        Ok((snap, seq))
+    }
+
+    /// One page of `snap`'s data after `start_after`, of about `max_bytes`; the key to continue
+    /// after, or `None` at the end.
+    ///
+    /// # Errors
+    /// On engine errors or a corrupt record.
+    pub fn snapshot_page(
+        &self,
+        snap: &Snapshot,
+        start_after: Option<&[u8]>,
+        max_bytes: usize,
+    ) -> Result<(Vec<Entry>, Option<ByteBuf>), StorageError> {
+        let lower = match start_after {
+            Some(after) => Bound::Excluded(after.to_vec()),
+            None => Bound::Unbounded,
+        };
+        let mut entries = Vec::new();
+        let mut bytes = 0;
+        for guard in snap.range::<Vec<u8>, _>(&self.data, (lower, Bound::Unbounded)) {
+            if bytes >= max_bytes && !entries.is_empty() {
+                let next = entries.last().map(|e: &Entry| e.key.clone());
+                return Ok((entries, next));
+            }
+            let (key, raw) = guard.into_inner()?;
+            let (version, value) = decode_data(&raw)?;
+            bytes += key.len() + value.len();
+            entries.push(Entry {
+                key: ByteBuf::from(key.to_vec()),
+                value: ByteBuf::from(value.to_vec()),
+                version,
+            });
+        }
+        Ok((entries, None))
+    }
+
+    /// The order-independent digest of `snap`'s data: the key count and the wrapping sum of
+    /// xxh3-128 over (key length as u32 LE, key, version as u64 LE, value) of every key.
+    ///
+    /// # Errors
+    /// On engine errors or a corrupt record.
+    pub fn digest(&self, snap: &Snapshot) -> Result<(u64, u128), StorageError> {
+        let mut keys = 0u64;
+        let mut sum = 0u128;
+        let mut buf = Vec::new();
+        for guard in snap.iter(&self.data) {
+            let (key, raw) = guard.into_inner()?;
+            let (version, value) = decode_data(&raw)?;
+            buf.clear();
+            buf.extend_from_slice(&u32::try_from(key.len()).unwrap_or(u32::MAX).to_le_bytes());
+            buf.extend_from_slice(&key);
+            buf.extend_from_slice(&version.to_le_bytes());
+            buf.extend_from_slice(value);
+            sum = sum.wrapping_add(xxhash_rust::xxh3::xxh3_128(&buf));
+            keys += 1;
+        }
+        Ok((keys, sum))
     }
 
     /// Bytes the shard's files take on disk, counted like `du`: allocated blocks, so the

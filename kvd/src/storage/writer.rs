@@ -15,7 +15,7 @@
 //! never waits for more work, so a lone write is not delayed.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -26,12 +26,12 @@ use std::{
 
 use fjall::PersistMode;
 use serde_bytes::ByteBuf;
-use shared::{KvError, PutCondition, SyncPolicy};
+use shared::{Entry, KvError, LogEntry, PutCondition, SyncPolicy};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
     ShardStore, StorageError,
-    format::{LogOp, LogRecord, META_KEYS, META_LAST_SEQ, encode_data},
+    format::{LogOp, LogRecord, META_KEYS, META_LAST_SEQ, META_RESYNC, encode_data},
 };
 
 /// Most operations one group commit takes.
@@ -86,9 +86,21 @@ struct WriteOp {
 
 enum Msg {
     Write(WriteOp),
+    /// Apply records of the master's log at their own sequence numbers (replica).
+    Replicate(Vec<LogEntry>, oneshot::Sender<Result<u64, StorageError>>),
+    /// Start a full resync: mark it durably, then empty the shard (replica).
+    Reset(oneshot::Sender<Result<(), StorageError>>),
+    /// Store one page of a shard copy (replica).
+    Load(Vec<Entry>, oneshot::Sender<Result<(), StorageError>>),
+    /// End a full resync at the copy's sequence (replica).
+    FinishLoad(u64, oneshot::Sender<Result<(), StorageError>>),
     /// Finish what is queued, refuse the rest, sync and stop.
     Close,
 }
+
+/// Group commits remembered for "bytes behind": (last sequence of the commit, log bytes
+/// written up to and including it).
+const HISTORY_COMMITS: usize = 100_000;
 
 /// Counters the writer publishes; read without locks by status and metrics.
 #[derive(Debug, Default)]
@@ -99,6 +111,8 @@ pub struct WriterStats {
     pub writes: AtomicU64,
     /// Live keys in the shard.
     pub keys: AtomicU64,
+    /// Log record bytes written since the process started.
+    pub log_bytes: AtomicU64,
 }
 
 /// The sending side of a shard's writer.
@@ -107,6 +121,7 @@ pub struct WriterHandle {
     tx: mpsc::Sender<Msg>,
     last_seq: watch::Receiver<u64>,
     stats: Arc<WriterStats>,
+    history: Arc<Mutex<VecDeque<(u64, u64)>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -130,7 +145,9 @@ impl WriterHandle {
         });
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (seq_tx, seq_rx) = watch::channel(last_seq);
+        let history = Arc::new(Mutex::new(VecDeque::from([(last_seq, 0)])));
         let writer = Writer {
+            history: Arc::clone(&history),
             store,
             sync,
             log_retention: log_retention.max(1),
@@ -152,6 +169,7 @@ impl WriterHandle {
             tx,
             last_seq: seq_rx,
             stats,
+            history,
             thread: Mutex::new(Some(thread)),
         })
     }
@@ -171,6 +189,73 @@ impl WriterHandle {
             shard: self.shard,
             message: "the shard writer stopped before answering".into(),
         })?
+    }
+
+    async fn call<T>(
+        &self,
+        msg: impl FnOnce(oneshot::Sender<Result<T, StorageError>>) -> Msg,
+    ) -> Result<T, StorageError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || StorageError::Stopped(self.shard);
+        self.tx.send(msg(reply)).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Applies records of the master's log, which must continue this shard's sequence; returns
+    /// the new last sequence once durable.
+    ///
+    /// # Errors
+    /// A gap in the sequence, an undecodable record, or a storage failure.
+    pub async fn replicate(&self, entries: Vec<LogEntry>) -> Result<u64, StorageError> {
+        self.call(|reply| Msg::Replicate(entries, reply)).await
+    }
+
+    /// Starts a full resync: durably marks it, then empties the shard.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn reset(&self) -> Result<(), StorageError> {
+        self.call(Msg::Reset).await
+    }
+
+    /// Stores a page of a shard copy.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn load(&self, entries: Vec<Entry>) -> Result<(), StorageError> {
+        self.call(|reply| Msg::Load(entries, reply)).await
+    }
+
+    /// Ends a full resync: the shard is now at `seq`.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn finish_load(&self, seq: u64) -> Result<(), StorageError> {
+        self.call(|reply| Msg::FinishLoad(seq, reply)).await
+    }
+
+    /// Log bytes written after sequence `seq` (at group-commit granularity: the commit holding
+    /// `seq` counts whole). Estimated from the average record size when `seq` is older than the
+    /// remembered commits.
+    #[must_use]
+    pub fn bytes_after(&self, seq: u64) -> u64 {
+        let Ok(history) = self.history.lock() else {
+            return 0;
+        };
+        let Some(&(last_seq, last_bytes)) = history.back() else {
+            return 0;
+        };
+        if seq >= last_seq {
+            return 0;
+        }
+        let idx = history.partition_point(|&(s, _)| s <= seq);
+        if idx == 0 {
+            let (first_seq, first_bytes) = history[0];
+            let span = last_seq.saturating_sub(first_seq).max(1);
+            let avg = (last_bytes - first_bytes) / span;
+            return (last_seq - seq) * avg.max(1);
+        }
+        last_bytes - history[idx - 1].1
     }
 
     /// The last sequence number made durable; changes are observable for long polls.
@@ -200,6 +285,7 @@ impl WriterHandle {
 }
 
 struct Writer {
+    history: Arc<Mutex<VecDeque<(u64, u64)>>>,
     store: Arc<ShardStore>,
     sync: SyncPolicy,
     log_retention: u64,
@@ -218,52 +304,48 @@ fn now_ms() -> u64 {
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut ops = Vec::with_capacity(256);
-        let mut closing = false;
-        while !closing {
-            let Some(first) = rx.blocking_recv() else {
-                break;
+        let mut next: Option<Msg> = None;
+        loop {
+            let msg = match next.take() {
+                Some(msg) => msg,
+                // After `Close`, the queue yields what was sent before it, then `None`.
+                None => match rx.blocking_recv() {
+                    Some(msg) => msg,
+                    None => break,
+                },
             };
-            let mut bytes = 0;
-            match first {
+            match msg {
                 Msg::Write(op) => {
-                    bytes += op.kind.size();
+                    let mut bytes = op.kind.size();
                     ops.push(op);
-                }
-                Msg::Close => {
-                    closing = true;
-                    // Refuse new sends; what is already queued is still received below.
-                    rx.close();
-                }
-            }
-            while ops.len() < MAX_BATCH_OPS && bytes < MAX_BATCH_BYTES {
-                match rx.try_recv() {
-                    Ok(Msg::Write(op)) => {
-                        bytes += op.kind.size();
-                        ops.push(op);
-                    }
-                    Ok(Msg::Close) => {
-                        closing = true;
-                        rx.close();
-                    }
-                    Err(_) => break,
-                }
-            }
-            if !ops.is_empty() {
-                self.commit(&mut ops);
-            }
-            if closing {
-                // Drain whatever was queued before the close.
-                while let Ok(msg) = rx.try_recv() {
-                    if let Msg::Write(op) = msg {
-                        ops.push(op);
-                        if ops.len() >= MAX_BATCH_OPS {
-                            self.commit(&mut ops);
+                    while ops.len() < MAX_BATCH_OPS && bytes < MAX_BATCH_BYTES {
+                        match rx.try_recv() {
+                            Ok(Msg::Write(op)) => {
+                                bytes += op.kind.size();
+                                ops.push(op);
+                            }
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
                         }
                     }
-                }
-                if !ops.is_empty() {
                     self.commit(&mut ops);
                 }
+                Msg::Replicate(entries, reply) => {
+                    let _ = reply.send(self.replicate(entries));
+                }
+                Msg::Reset(reply) => {
+                    let _ = reply.send(self.reset());
+                }
+                Msg::Load(entries, reply) => {
+                    let _ = reply.send(self.load(entries));
+                }
+                Msg::FinishLoad(seq, reply) => {
+                    let _ = reply.send(self.finish_load(seq));
+                }
+                Msg::Close => rx.close(),
             }
         }
         if let Err(e) = self.store.persist() {
@@ -284,15 +366,13 @@ impl Writer {
     /// Applies `ops` in one batch and answers each of them. Empties `ops`.
     fn commit(&mut self, ops: &mut Vec<WriteOp>) {
         let shard = self.store.id();
-        let mut batch = self.store.db().batch();
-        if self.sync == SyncPolicy::Always {
-            batch = batch.durability(Some(PersistMode::SyncAll));
-        }
+        let mut batch = self.durable_batch();
         // Versions written earlier in this batch: key -> Some(version) or None (deleted).
         let mut pending: HashMap<Vec<u8>, Option<u64>> = HashMap::new();
         let mut results: Vec<WriteResult> = Vec::with_capacity(ops.len());
         let mut seq = self.last_seq;
         let mut keys = self.keys;
+        let mut log_bytes = 0u64;
         let time_ms = now_ms();
 
         for op in ops.iter_mut() {
@@ -371,7 +451,10 @@ impl Writer {
                 }
             };
             match record.encode() {
-                Ok(raw) => batch.insert(&self.store.log, seq.to_be_bytes(), raw),
+                Ok(raw) => {
+                    log_bytes += raw.len() as u64;
+                    batch.insert(&self.store.log, seq.to_be_bytes(), raw);
+                }
                 Err(e) => {
                     // Cannot happen with bincode into a Vec; refuse the whole batch to be safe.
                     tracing::error!(shard, error = %e, "cannot encode a log record");
@@ -394,17 +477,150 @@ impl Writer {
                 tracing::error!(shard, error = %e, "group commit failed; its writes are refused");
                 return self.fail(ops, &e.to_string());
             }
-            self.last_seq = seq;
-            self.keys = keys;
-            self.stats.commits.fetch_add(1, Ordering::Relaxed);
-            self.stats.writes.fetch_add(written, Ordering::Relaxed);
-            self.stats.keys.store(keys, Ordering::Relaxed);
-            self.seq_tx.send_replace(seq);
+            self.published(seq, keys, written, log_bytes);
         }
         for (op, result) in ops.drain(..).zip(results) {
             // The caller may have gone (deadline); the write stands either way.
             let _ = op.reply.send(result);
         }
+    }
+
+    /// Makes a durable commit visible: counters, history, and the sequence watchers wait on.
+    fn published(&mut self, seq: u64, keys: u64, written: u64, log_bytes: u64) {
+        self.last_seq = seq;
+        self.keys = keys;
+        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        self.stats.writes.fetch_add(written, Ordering::Relaxed);
+        self.stats.keys.store(keys, Ordering::Relaxed);
+        let total = self.stats.log_bytes.fetch_add(log_bytes, Ordering::Relaxed) + log_bytes;
+        if let Ok(mut history) = self.history.lock() {
+            if history.len() >= HISTORY_COMMITS {
+                history.pop_front();
+            }
+            history.push_back((seq, total));
+        }
+        self.seq_tx.send_replace(seq);
+    }
+
+    fn durable_batch(&self) -> fjall::OwnedWriteBatch {
+        let batch = self.store.db().batch();
+        if self.sync == SyncPolicy::Always {
+            batch.durability(Some(PersistMode::SyncAll))
+        } else {
+            batch
+        }
+    }
+
+    fn replicate(&mut self, entries: Vec<LogEntry>) -> Result<u64, StorageError> {
+        let mut batch = self.durable_batch();
+        let mut pending: HashMap<Vec<u8>, bool> = HashMap::new();
+        let mut seq = self.last_seq;
+        let mut keys = self.keys;
+        let mut log_bytes = 0u64;
+        let count = entries.len() as u64;
+        for entry in entries {
+            if entry.seq != seq + 1 {
+                return Err(StorageError::Corrupt {
+                    what: "replicated log",
+                    detail: format!("expected sequence {}, got {}", seq + 1, entry.seq),
+                });
+            }
+            seq = entry.seq;
+            let record = LogRecord::decode(&entry.record)?;
+            let (key, present_after) = match record.op {
+                LogOp::Put { key, value } => {
+                    batch.insert(&self.store.data, key.as_slice(), encode_data(seq, &value));
+                    (key.into_vec(), true)
+                }
+                LogOp::Delete { key } => {
+                    batch.remove(&self.store.data, key.as_slice());
+                    (key.into_vec(), false)
+                }
+            };
+            let present_before = match pending.get(&key) {
+                Some(&p) => p,
+                None => self.store.version_of(&key)?.is_some(),
+            };
+            match (present_before, present_after) {
+                (false, true) => keys += 1,
+                (true, false) => keys = keys.saturating_sub(1),
+                _ => {}
+            }
+            pending.insert(key, present_after);
+            log_bytes += entry.record.len() as u64;
+            batch.insert(&self.store.log, seq.to_be_bytes(), entry.record.into_vec());
+            if seq > self.log_retention {
+                batch.remove(&self.store.log, (seq - self.log_retention).to_be_bytes());
+            }
+        }
+        if count == 0 {
+            return Ok(self.last_seq);
+        }
+        batch.insert(&self.store.meta, META_LAST_SEQ, seq.to_be_bytes());
+        batch.insert(&self.store.meta, META_KEYS, keys.to_be_bytes());
+        batch.commit()?;
+        self.published(seq, keys, count, log_bytes);
+        Ok(seq)
+    }
+
+    fn reset(&mut self) -> Result<(), StorageError> {
+        let mut batch = self
+            .store
+            .db()
+            .batch()
+            .durability(Some(PersistMode::SyncAll));
+        batch.insert(&self.store.meta, META_RESYNC, [1u8]);
+        batch.insert(&self.store.meta, META_LAST_SEQ, 0u64.to_be_bytes());
+        batch.insert(&self.store.meta, META_KEYS, 0u64.to_be_bytes());
+        batch.commit()?;
+        self.store.data.clear()?;
+        self.store.log.clear()?;
+        self.store.persist()?;
+        self.last_seq = 0;
+        self.keys = 0;
+        self.stats.keys.store(0, Ordering::Relaxed);
+        if let Ok(mut history) = self.history.lock() {
+            history.clear();
+            history.push_back((0, self.stats.log_bytes.load(Ordering::Relaxed)));
+        }
+        self.seq_tx.send_replace(0);
+        Ok(())
+    }
+
+    fn load(&mut self, entries: Vec<Entry>) -> Result<(), StorageError> {
+        let mut batch = self.store.db().batch();
+        let n = entries.len() as u64;
+        for e in entries {
+            batch.insert(
+                &self.store.data,
+                e.key.into_vec(),
+                encode_data(e.version, &e.value),
+            );
+        }
+        self.keys += n;
+        batch.insert(&self.store.meta, META_KEYS, self.keys.to_be_bytes());
+        batch.commit()?;
+        self.stats.keys.store(self.keys, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn finish_load(&mut self, seq: u64) -> Result<(), StorageError> {
+        let mut batch = self
+            .store
+            .db()
+            .batch()
+            .durability(Some(PersistMode::SyncAll));
+        batch.insert(&self.store.meta, META_LAST_SEQ, seq.to_be_bytes());
+        batch.insert(&self.store.meta, META_KEYS, self.keys.to_be_bytes());
+        batch.remove(&self.store.meta, META_RESYNC);
+        batch.commit()?;
+        if let Ok(mut history) = self.history.lock() {
+            history.clear();
+            history.push_back((seq, self.stats.log_bytes.load(Ordering::Relaxed)));
+        }
+        self.last_seq = seq;
+        self.seq_tx.send_replace(seq);
+        Ok(())
     }
 
     fn fail(&self, ops: &mut Vec<WriteOp>, message: &str) {

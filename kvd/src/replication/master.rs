@@ -1,0 +1,494 @@
+//! The master's side: the registry of replicas with their position per shard, acknowledgement
+//! waits, and the consistent copies served during full resyncs.
+//!
+//! Everything here sits behind one `std::sync::Mutex`, held only for map updates and never across
+//! an `.await`. Waiters for acknowledgements watch a counter that every advancing pull bumps.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use shared::{JoinReply, JoinRequest, KvError, LinkState, ReplicaShardLag, ReplicaStatus};
+use tokio::sync::watch;
+
+/// Idle time after which a full-resync copy is dropped.
+const SESSION_IDLE: Duration = Duration::from_secs(120);
+
+/// One replica's position on one shard.
+#[derive(Debug, Clone, Default)]
+struct ShardPos {
+    acked: u64,
+    caught_up_at: Option<Instant>,
+    partial_resyncs: u64,
+    full_resyncs: u64,
+    /// The next pull is the first since the replica joined.
+    first_pull: bool,
+}
+
+#[derive(Debug)]
+struct Replica {
+    address: String,
+    last_seen: Instant,
+    /// Whether the sweep has reported it down (so the transition is logged once).
+    marked_down: bool,
+    shards: Vec<ShardPos>,
+}
+
+/// A consistent copy of a shard being sent to one replica.
+pub struct CopySession {
+    /// The read view.
+    pub snapshot: fjall::Snapshot,
+    /// The sequence it shows.
+    pub seq: u64,
+    last_used: Instant,
+}
+
+/// The master's replication state.
+pub struct MasterState {
+    shards: u32,
+    replica_timeout: Duration,
+    replicas: Mutex<HashMap<String, Replica>>,
+    copies: Mutex<HashMap<(String, u32), CopySession>>,
+    acks: watch::Sender<u64>,
+}
+
+/// What a pull did to the registry.
+pub struct PullNote {
+    /// The first pull of this shard since the replica joined.
+    pub first_since_join: bool,
+}
+
+impl MasterState {
+    /// An empty registry for a master with `shards` shards.
+    #[must_use]
+    pub fn new(shards: u32, replica_timeout: Duration) -> Self {
+        Self {
+            shards,
+            replica_timeout,
+            replicas: Mutex::new(HashMap::new()),
+            copies: Mutex::new(HashMap::new()),
+            acks: watch::Sender::new(0),
+        }
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<String, Replica>> {
+        self.replicas
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers (or re-registers) a replica.
+    ///
+    /// # Errors
+    /// `ShardCountMismatch` when the counts differ; `DuplicateNode` when a live replica at
+    /// another address holds the id.
+    pub fn join(
+        &self,
+        req: &JoinRequest,
+        master_id: &str,
+        master_address: &str,
+    ) -> Result<JoinReply, KvError> {
+        if req.shards != self.shards {
+            return Err(KvError::ShardCountMismatch {
+                master: self.shards,
+                replica: req.shards,
+            });
+        }
+        if req.node_id == master_id {
+            return Err(KvError::DuplicateNode {
+                node_id: req.node_id.clone(),
+                existing: master_address.to_string(),
+            });
+        }
+        let mut registry = self.registry();
+        if let Some(existing) = registry.get(&req.node_id)
+            && existing.address != req.address
+            && existing.last_seen.elapsed() < self.replica_timeout
+        {
+            return Err(KvError::DuplicateNode {
+                node_id: req.node_id.clone(),
+                existing: existing.address.clone(),
+            });
+        }
+        let shards = match registry.remove(&req.node_id) {
+            // Keep the counters of a replica that comes back.
+            Some(old) => old
+                .shards
+                .into_iter()
+                .map(|p| ShardPos {
+                    first_pull: true,
+                    ..p
+                })
+                .collect(),
+            None => vec![
+                ShardPos {
+                    first_pull: true,
+                    ..ShardPos::default()
+                };
+                self.shards as usize
+            ],
+        };
+        registry.insert(
+            req.node_id.clone(),
+            Replica {
+                address: req.address.clone(),
+                last_seen: Instant::now(),
+                marked_down: false,
+                shards,
+            },
+        );
+        drop(registry);
+        tracing::info!(node_id = %req.node_id, address = %req.address, "replica joined");
+        Ok(JoinReply {
+            master_id: master_id.to_string(),
+            master_address: master_address.to_string(),
+        })
+    }
+
+    /// Records a pull: `from_seq` is the replica's durable position on `shard`.
+    ///
+    /// # Errors
+    /// `NotJoined` for an unknown node.
+    pub fn record_pull(
+        &self,
+        node_id: &str,
+        shard: u32,
+        from_seq: u64,
+        master_seq: u64,
+    ) -> Result<PullNote, KvError> {
+        let mut registry = self.registry();
+        let replica = registry
+            .get_mut(node_id)
+            .ok_or_else(|| KvError::NotJoined {
+                node_id: node_id.to_string(),
+            })?;
+        replica.last_seen = Instant::now();
+        if replica.marked_down {
+            replica.marked_down = false;
+            tracing::info!(node_id, address = %replica.address, "replica link up again");
+        }
+        let pos = replica
+            .shards
+            .get_mut(shard as usize)
+            .ok_or(KvError::NoSuchShard {
+                shard,
+                shards: self.shards,
+            })?;
+        let advanced = from_seq != pos.acked;
+        pos.acked = from_seq;
+        if from_seq >= master_seq {
+            pos.caught_up_at = Some(Instant::now());
+        }
+        let first_since_join = std::mem::take(&mut pos.first_pull);
+        drop(registry);
+        if advanced {
+            self.acks.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        Ok(PullNote { first_since_join })
+    }
+
+    /// Counts a partial resync (a replica resumed from its own position).
+    pub fn count_partial(&self, node_id: &str, shard: u32) {
+        if let Some(pos) = self
+            .registry()
+            .get_mut(node_id)
+            .and_then(|r| r.shards.get_mut(shard as usize))
+        {
+            pos.partial_resyncs += 1;
+        }
+    }
+
+    /// How many replicas have acknowledged `seq` on `shard`.
+    #[must_use]
+    pub fn acked(&self, shard: u32, seq: u64) -> u32 {
+        let n = self
+            .registry()
+            .values()
+            .filter(|r| r.shards.get(shard as usize).is_some_and(|p| p.acked >= seq))
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// Waits until `required` replicas acknowledged `seq` on `shard`, or `timeout` passes.
+    ///
+    /// # Errors
+    /// `AcksTimeout` naming how many did.
+    pub async fn wait_acks(
+        &self,
+        shard: u32,
+        seq: u64,
+        required: u32,
+        timeout: Duration,
+    ) -> Result<(), KvError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut changes = self.acks.subscribe();
+        loop {
+            changes.borrow_and_update();
+            let acked = self.acked(shard, seq);
+            if acked >= required {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                _ => {
+                    let acked = self.acked(shard, seq);
+                    if acked >= required {
+                        return Ok(());
+                    }
+                    return Err(KvError::AcksTimeout {
+                        version: seq,
+                        acked,
+                        required,
+                        timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Starts a consistent copy of `shard` for `node_id` (a full resync), replacing any earlier
+    /// one; counts the full resync.
+    ///
+    /// # Errors
+    /// `NotJoined` for an unknown node.
+    pub fn start_copy(
+        &self,
+        node_id: &str,
+        shard: u32,
+        snapshot: fjall::Snapshot,
+        seq: u64,
+    ) -> Result<(), KvError> {
+        {
+            let mut registry = self.registry();
+            let replica = registry
+                .get_mut(node_id)
+                .ok_or_else(|| KvError::NotJoined {
+                    node_id: node_id.to_string(),
+                })?;
+            replica.last_seen = Instant::now();
+            if let Some(pos) = replica.shards.get_mut(shard as usize) {
+                pos.full_resyncs += 1;
+            }
+        }
+        let mut copies = self
+            .copies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        copies.retain(|_, c| c.last_used.elapsed() < SESSION_IDLE);
+        copies.insert(
+            (node_id.to_string(), shard),
+            CopySession {
+                snapshot,
+                seq,
+                last_used: Instant::now(),
+            },
+        );
+        tracing::info!(
+            node_id,
+            shard,
+            seq,
+            "full resync started: sending a copy of the shard"
+        );
+        Ok(())
+    }
+
+    /// The read view and sequence of a copy in progress.
+    ///
+    /// # Errors
+    /// `ResyncExpired` when there is none.
+    pub fn copy(&self, node_id: &str, shard: u32) -> Result<(fjall::Snapshot, u64), KvError> {
+        let mut copies = self
+            .copies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let session = copies
+            .get_mut(&(node_id.to_string(), shard))
+            .ok_or(KvError::ResyncExpired { shard })?;
+        session.last_used = Instant::now();
+        if let Some(r) = self.registry().get_mut(node_id) {
+            r.last_seen = Instant::now();
+        }
+        Ok((session.snapshot.clone(), session.seq))
+    }
+
+    /// Drops a finished copy.
+    pub fn end_copy(&self, node_id: &str, shard: u32) {
+        let mut copies = self
+            .copies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = copies.remove(&(node_id.to_string(), shard)) {
+            tracing::info!(node_id, shard, seq = c.seq, "full resync copy sent");
+        }
+    }
+
+    /// Logs replicas that went silent past the timeout (once per transition).
+    pub fn sweep(&self) {
+        let mut registry = self.registry();
+        for (node_id, r) in registry.iter_mut() {
+            if !r.marked_down && r.last_seen.elapsed() >= self.replica_timeout {
+                r.marked_down = true;
+                tracing::info!(
+                    node_id = %node_id,
+                    address = %r.address,
+                    silent_secs = r.last_seen.elapsed().as_secs(),
+                    "replica marked down: no pull within the replica timeout"
+                );
+            }
+        }
+    }
+
+    /// Every replica with its lag; `master_seq(shard)` and `bytes_after(shard, seq)` come from
+    /// the shard writers.
+    pub fn status(
+        &self,
+        master_seq: impl Fn(u32) -> u64,
+        bytes_after: impl Fn(u32, u64) -> u64,
+    ) -> Vec<ReplicaStatus> {
+        let registry = self.registry();
+        let mut out: Vec<ReplicaStatus> = registry
+            .iter()
+            .map(|(node_id, r)| {
+                let last_seen = r.last_seen.elapsed();
+                let shards = r
+                    .shards
+                    .iter()
+                    .zip(0u32..)
+                    .map(|(p, shard)| {
+                        let master = master_seq(shard);
+                        let behind = master.saturating_sub(p.acked);
+                        ReplicaShardLag {
+                            shard,
+                            acked_seq: p.acked,
+                            master_seq: master,
+                            ops_behind: behind,
+                            bytes_behind: if behind == 0 {
+                                0
+                            } else {
+                                bytes_after(shard, p.acked)
+                            },
+                            secs_since_caught_up: if behind == 0 {
+                                0.0
+                            } else {
+                                p.caught_up_at
+                                    .map_or(last_seen.as_secs_f64(), |t| t.elapsed().as_secs_f64())
+                            },
+                            partial_resyncs: p.partial_resyncs,
+                            full_resyncs: p.full_resyncs,
+                        }
+                    })
+                    .collect();
+                ReplicaStatus {
+                    node_id: node_id.clone(),
+                    address: r.address.clone(),
+                    link: if last_seen < self.replica_timeout {
+                        LinkState::Up
+                    } else {
+                        LinkState::Down
+                    },
+                    last_seen_secs: last_seen.as_secs_f64(),
+                    shards,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            a.address
+                .cmp(&b.address)
+                .then_with(|| a.node_id.cmp(&b.node_id))
+        });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn join(m: &MasterState, id: &str, addr: &str, shards: u32) -> Result<JoinReply, KvError> {
+        m.join(
+            &JoinRequest {
+                node_id: id.into(),
+                address: addr.into(),
+                shards,
+            },
+            "master-id",
+            "m:1",
+        )
+    }
+
+    #[test]
+    fn join_refusals_name_what_differs() {
+        let m = MasterState::new(2, Duration::from_secs(5));
+        assert_eq!(
+            join(&m, "r1", "a:1", 3),
+            Err(KvError::ShardCountMismatch {
+                master: 2,
+                replica: 3
+            })
+        );
+        join(&m, "r1", "a:1", 2).expect("join");
+        // The same node coming back at the same address is fine; another address is not.
+        join(&m, "r1", "a:1", 2).expect("rejoin");
+        let e = join(&m, "r1", "b:2", 2).expect_err("duplicate");
+        assert!(e.to_string().contains("a:1"), "{e}");
+        assert!(matches!(
+            join(&m, "master-id", "c:3", 2),
+            Err(KvError::DuplicateNode { .. })
+        ));
+    }
+
+    #[test]
+    fn acks_count_replicas_past_the_sequence() {
+        let m = MasterState::new(2, Duration::from_secs(5));
+        assert!(matches!(
+            m.record_pull("ghost", 0, 1, 1),
+            Err(KvError::NotJoined { .. })
+        ));
+        join(&m, "r1", "a:1", 2).expect("join");
+        join(&m, "r2", "b:1", 2).expect("join");
+        assert!(m.record_pull("r1", 0, 0, 5).expect("pull").first_since_join);
+        assert!(!m.record_pull("r1", 0, 5, 5).expect("pull").first_since_join);
+        m.record_pull("r2", 0, 3, 5).expect("pull");
+        assert_eq!(m.acked(0, 5), 1);
+        assert_eq!(m.acked(0, 3), 2);
+        assert_eq!(m.acked(1, 1), 0);
+        let status = m.status(|_| 5, |_, seq| (5 - seq) * 10);
+        let r2 = status.iter().find(|r| r.node_id == "r2").expect("r2");
+        assert_eq!(
+            (r2.shards[0].ops_behind, r2.shards[0].bytes_behind),
+            (2, 20)
+        );
+        assert_eq!(r2.link, LinkState::Up);
+        let r1 = status.iter().find(|r| r.node_id == "r1").expect("r1");
+        assert_eq!(r1.shards[0].ops_behind, 0);
+        assert!(r1.shards[0].secs_since_caught_up.abs() < f64::EPSILON);
+    }
+
+    #[tokio::test]
+    async fn wait_acks_wakes_on_a_pull_and_times_out_with_the_count() {
+        let m = std::sync::Arc::new(MasterState::new(1, Duration::from_secs(5)));
+        join(&m, "r1", "a:1", 1).expect("join");
+        let e = m
+            .wait_acks(0, 3, 1, Duration::from_millis(50))
+            .await
+            .expect_err("timeout");
+        assert_eq!(
+            e,
+            KvError::AcksTimeout {
+                version: 3,
+                acked: 0,
+                required: 1,
+                timeout_ms: 50
+            }
+        );
+        let waiter = {
+            let m = std::sync::Arc::clone(&m);
+            tokio::spawn(async move { m.wait_acks(0, 3, 1, Duration::from_secs(10)).await })
+        };
+        tokio::task::yield_now().await;
+        m.record_pull("r1", 0, 3, 3).expect("pull");
+        assert_eq!(waiter.await.expect("join"), Ok(()));
+    }
+}
