@@ -20,13 +20,16 @@ use crate::{
 mod delete;
 mod get;
 mod put;
+mod replicas;
 mod scan;
 mod status;
+mod verify;
 
 /// kvctl: the operator's tool for kvd.
 ///
-/// Reads are served by the node you name with --endpoint; writes sent to a replica are
-/// forwarded to its master. Keys and values are bytes: binary-safe in and out.
+/// Reads are served by the node you name with --endpoint, master or replica; writes, and the
+/// cluster commands (replicas, verify), sent to a replica are forwarded to its master once.
+/// Keys and values are bytes: binary-safe in and out.
 #[derive(Debug, Parser)]
 #[command(name = "kvctl", version, after_long_help = EXIT_CODES_HELP)]
 pub struct Cli {
@@ -84,14 +87,22 @@ impl Global {
 pub enum Command {
     /// Print a key's value (exactly its bytes); exit 1 if the key does not exist.
     Get(get::Args),
-    /// Write a key, optionally only if it is at a version or absent (compare-and-swap).
+    /// Write a key, optionally only if it is at a version or absent (compare-and-swap), and
+    /// optionally only once K replicas have it (--acks).
     Put(put::Args),
     /// Delete a key; exit 1 if it does not exist.
     Delete(delete::Args),
     /// List keys in order, optionally by prefix.
     Scan(scan::Args),
-    /// Show the node's role, limits and shards.
+    /// Show the node's role, limits and shards; on a master the whole cluster, on a replica its
+    /// link to the master and its resyncs.
     Status(status::Args),
+    /// List the replicas the master knows: link, and per shard acknowledged sequence, lag and
+    /// resyncs.
+    Replicas(replicas::Args),
+    /// Compare every shard of every replica with the master's at one sequence; exit 1 if any
+    /// differs, 3 if a node cannot be reached.
+    Verify(verify::Args),
 }
 
 impl Cli {
@@ -110,6 +121,8 @@ impl Cli {
             Command::Delete(args) => delete::run(args, global, &mut out).await,
             Command::Scan(args) => scan::run(args, global, &mut out).await,
             Command::Status(args) => status::run(args, global, &mut out).await,
+            Command::Replicas(args) => replicas::run(args, global, &mut out).await,
+            Command::Verify(args) => verify::run(args, global, &mut out).await,
         };
         // Flush what was printed even when the command failed half-way (a scan cut short).
         let flushed = out.flush().map_err(Error::Output);
@@ -237,6 +250,39 @@ mod tests {
     }
 
     #[test]
+    fn put_acks() {
+        let Command::Put(put) = parse_ok(&["put", "k", "v"]).command else {
+            panic!("not put")
+        };
+        assert_eq!(
+            (put.acks, put.acks_timeout, put.acks_timeout_ms()),
+            (0, None, 0)
+        );
+        let Command::Put(put) =
+            parse_ok(&["put", "k", "v", "--acks", "2", "--acks-timeout", "1.5"]).command
+        else {
+            panic!("not put")
+        };
+        assert_eq!(put.acks, 2);
+        assert_eq!(put.acks_timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(put.acks_timeout_ms(), 1500);
+        let Command::Put(put) = parse_ok(&["put", "k", "v", "--acks-timeout", "250ms"]).command
+        else {
+            panic!("not put")
+        };
+        assert_eq!((put.acks, put.acks_timeout_ms()), (0, 250));
+        for bad in [
+            &["put", "k", "v", "--acks", "-1"][..],
+            &["put", "k", "v", "--acks", "x"],
+            &["put", "k", "v", "--acks-timeout", "0"],
+            &["put", "k", "v", "--acks-timeout", "2h"],
+        ] {
+            let e = parse(bad).expect_err("refused");
+            assert_eq!(e.exit_code(), i32::from(Exit::Usage.code()), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn if_version_conflicts_with_if_absent() {
         let e =
             parse(&["put", "k", "v", "--if-version", "3", "--if-absent"]).expect_err("conflict");
@@ -287,6 +333,24 @@ mod tests {
     }
 
     #[test]
+    fn replicas_and_verify() {
+        assert!(matches!(
+            parse_ok(&["replicas", "-o", "json"]).command,
+            Command::Replicas(_)
+        ));
+        let Command::Verify(v) = parse_ok(&["verify"]).command else {
+            panic!("not verify")
+        };
+        assert_eq!(v.timeout_per_shard, Duration::from_secs(30));
+        let Command::Verify(v) = parse_ok(&["verify", "--timeout-per-shard", "2m"]).command else {
+            panic!("not verify")
+        };
+        assert_eq!(v.timeout_per_shard, Duration::from_secs(120));
+        let e = parse(&["verify", "--timeout-per-shard", "0"]).expect_err("zero");
+        assert_eq!(e.kind(), ErrorKind::ValueValidation);
+    }
+
+    #[test]
     fn usage_errors_exit_with_the_usage_code() {
         let e = parse(&["frobnicate"]).expect_err("unknown");
         assert_eq!(e.exit_code(), i32::from(Exit::Usage.code()));
@@ -300,6 +364,8 @@ mod tests {
         assert!(help.contains("Exit codes:"), "{help}");
         assert!(help.contains("--master"), "{help}");
         assert!(help.contains("KVCTL_ENDPOINT"), "{help}");
+        assert!(help.contains("verify found a difference"), "{help}");
+        assert!(help.contains("put --acks"), "{help}");
     }
 
     #[test]

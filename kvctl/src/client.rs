@@ -5,11 +5,14 @@
 //! - [`Error`], which turns tarpc, I/O and [`KvError`] failures into a message that names the
 //!   endpoint and says what to check, and knows which [`Exit`] it maps to;
 //! - [`Node`], a connected client with a connect timeout and a per-request deadline, and
-//!   [`follow_master`], which retries a write once against the master a replica names.
+//!   [`follow_master`] / [`on_master`], which retry a call once against the master a replica
+//!   names (writes, and the master-only `cluster_status`).
 //!
 //! ```text
 //!  Node::connect(endpoint, timeout) --tcp--> kvd
-//!     │  get/put/delete/scan/status: ctx.deadline = now + timeout
+//!     │  get/delete/scan/status/cluster_status: ctx.deadline = now + timeout
+//!     │  put:    + acks_timeout_ms (the master may hold the write while replicas acknowledge)
+//!     │  digest: + wait_ms         (a replica may hold the call until it reaches the sequence)
 //!     ▼
 //!  Result<Result<T, KvError>, RpcError>  ──►  Result<T, Error>  ──►  Exit code
 //! ```
@@ -18,7 +21,8 @@ use std::{io, time::Duration};
 
 use serde_bytes::ByteBuf;
 use shared::{
-    KvClient, KvError, NodeStatus, PutRequest, ScanPage, ScanRequest, Version, Versioned,
+    ClusterStatus, Digest, KvClient, KvError, NodeStatus, PutRequest, ScanPage, ScanRequest,
+    Version, Versioned,
     addr::{AddrError, Endpoint, parse_endpoint},
 };
 use tarpc::client::RpcError;
@@ -39,15 +43,19 @@ pub const FRAME_SAFE_VALUE_BYTES: usize = 16 * 1024 * 1024;
 pub enum Exit {
     /// The command did what was asked.
     Success = 0,
-    /// The node answered "no": the key does not exist, or a compare-and-swap condition
-    /// (`--if-version`, `--if-absent`) did not hold.
+    /// The answer is "no": the key does not exist, a compare-and-swap condition
+    /// (`--if-version`, `--if-absent`) did not hold, or `verify` found a replica whose shard
+    /// differs from the master's.
     NotFound = 1,
-    /// The command line or the request is wrong: bad flags, a key or value over the node's
-    /// limits, an invalid argument, a storage failure on the node, an unreadable `--file`.
+    /// The command line or the request is wrong, or the node refused it: bad flags, a key or
+    /// value over the node's limits, an invalid argument, a storage failure on the node, an
+    /// unreadable `--file`; also a write committed on the master that fewer replicas than
+    /// `put --acks` asked for acknowledged in time ([`KvError::AcksTimeout`]), and any other
+    /// failure that is not one of the codes above or below.
     Usage = 2,
-    /// The node cannot be reached: connection refused or timed out, a name that does not
+    /// A node cannot be reached: connection refused or timed out, a name that does not
     /// resolve, a connection lost mid-request, no answer before `--timeout`, or the node is
-    /// shutting down.
+    /// shutting down. For `verify` this also covers the master and every replica it lists.
     Unreachable = 3,
 }
 
@@ -70,11 +78,14 @@ impl From<Exit> for std::process::ExitCode {
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success
-  1  key not found, or a compare-and-swap condition (--if-version, --if-absent) failed
+  1  key not found, or a compare-and-swap condition (--if-version, --if-absent) failed;
+     verify found a difference between the master and a replica
   2  usage or request error: bad flags, key or value over the node's limits, invalid
-     argument, storage error on the node, unreadable --file
-  3  the node cannot be reached: connection refused or timed out, unknown host name,
-     connection lost, no answer within --timeout, node shutting down
+     argument, storage error on the node, unreadable --file; put --acks: the write is
+     committed on the master but too few replicas acknowledged it in time; any other error
+  3  a node cannot be reached: connection refused or timed out, unknown host name,
+     connection lost, no answer within --timeout, node shutting down (verify: the master
+     or a replica; the message names which)
 
 Results go to stdout; errors go to stderr as `kvctl: <message>`.";
 
@@ -147,6 +158,51 @@ pub enum Error {
         /// Why it does not parse.
         source: AddrError,
     },
+    /// A call to one node of several failed (`verify`: the master, or a replica the master
+    /// lists). The message names the node; the exit code is the underlying error's.
+    #[error("{node}: {source}")]
+    Peer {
+        /// Which node, for people: `master`, `replica <node id>`.
+        node: String,
+        /// What went wrong talking to it.
+        source: Box<Error>,
+    },
+    /// A replica the master lists advertises an address that does not parse.
+    #[error("the master lists replica {node_id} at {address:?}, which is not usable: {source}")]
+    BadReplicaAddress {
+        /// The replica's node id.
+        node_id: String,
+        /// The address it advertises.
+        address: String,
+        /// Why it does not parse.
+        source: AddrError,
+    },
+    /// `verify` compared every shard and some differ between the master and a replica.
+    #[error(
+        "verify found a difference: {differ} of {shards} shard(s) differ between the master and \
+         at least one replica"
+    )]
+    VerifyMismatch {
+        /// Shards where at least one replica differs.
+        differ: usize,
+        /// Shards compared.
+        shards: usize,
+    },
+    /// `verify` could not get the master and every replica to one sequence of a shard in time
+    /// (writes kept moving the master ahead, or a replica lags or is resyncing).
+    #[error(
+        "verify: shard {shard} could not be compared at one sequence within {} \
+         (--timeout-per-shard); last answer: {last}",
+        seconds(*.after)
+    )]
+    VerifyGaveUp {
+        /// The shard.
+        shard: u32,
+        /// The per-shard time that ran out.
+        after: Duration,
+        /// The last refusal, naming the replica.
+        last: Box<Error>,
+    },
     /// The command line asks for something impossible that clap did not catch.
     #[error("{0}")]
     Usage(String),
@@ -168,16 +224,21 @@ impl Error {
     #[must_use]
     pub fn exit(&self) -> Exit {
         match self {
-            Self::KeyNotFound(_) => Exit::NotFound,
+            Self::KeyNotFound(_) | Self::VerifyMismatch { .. } => Exit::NotFound,
             Self::Kv(e) if e.is_condition_failed() => Exit::NotFound,
             Self::Kv(KvError::ShuttingDown)
             | Self::Unreachable { .. }
             | Self::ConnectionLost { .. }
             | Self::TimedOut { .. } => Exit::Unreachable,
+            Self::Peer { source, .. } => source.exit(),
+            // Includes `KvError::AcksTimeout`: the write is committed on the master but
+            // under-replicated, which is neither a "no" (1) nor an unreachable node (3).
             Self::Kv(_)
             | Self::Aborted { .. }
             | Self::ValueOverFrameLimit { .. }
             | Self::BadMasterAddress { .. }
+            | Self::BadReplicaAddress { .. }
+            | Self::VerifyGaveUp { .. }
             | Self::Usage(_)
             | Self::Input { .. }
             | Self::Output(_) => Exit::Usage,
@@ -262,21 +323,43 @@ impl Node {
         }
     }
 
-    fn context(&self) -> tarpc::context::Context {
+    /// Connects to another node with the same timeout.
+    ///
+    /// # Errors
+    /// As [`Node::connect`].
+    pub async fn connect_to(&self, endpoint: &Endpoint) -> Result<Self, Error> {
+        Self::connect(endpoint, self.timeout).await
+    }
+
+    /// A context whose deadline is `--timeout` plus `extra`, the time the node may
+    /// legitimately hold the call (an acks wait, a digest wait).
+    fn context(&self, extra: Duration) -> tarpc::context::Context {
         let mut ctx = tarpc::context::current();
-        // `--timeout` is capped at an hour, so this cannot overflow; fall back to tarpc's default
-        // rather than panic if it ever did.
-        if let Some(deadline) = std::time::Instant::now().checked_add(self.timeout) {
+        // `--timeout` is capped at an hour and `extra` comes from a u32 of milliseconds, so this
+        // cannot overflow; fall back to tarpc's default rather than panic if it ever did.
+        if let Some(deadline) = self
+            .timeout
+            .checked_add(extra)
+            .and_then(|d| std::time::Instant::now().checked_add(d))
+        {
             ctx.deadline = deadline;
         }
         ctx
     }
 
-    fn flatten<T>(&self, reply: Result<Result<T, KvError>, RpcError>) -> Result<T, Error> {
+    fn flatten<T>(
+        &self,
+        extra: Duration,
+        reply: Result<Result<T, KvError>, RpcError>,
+    ) -> Result<T, Error> {
         match reply {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(Error::Kv(e)),
-            Err(e) => Err(Error::from_rpc(&self.endpoint, self.timeout, e)),
+            Err(e) => Err(Error::from_rpc(
+                &self.endpoint,
+                self.timeout.saturating_add(extra),
+                e,
+            )),
         }
     }
 
@@ -285,19 +368,25 @@ impl Node {
     /// # Errors
     /// The node's refusal or a transport failure.
     pub async fn get(&self, key: &[u8]) -> Result<Option<Versioned>, Error> {
-        let reply = self.client.get(self.context(), ByteBuf::from(key)).await;
-        self.flatten(reply)
+        let reply = self
+            .client
+            .get(self.context(Duration::ZERO), ByteBuf::from(key))
+            .await;
+        self.flatten(Duration::ZERO, reply)
     }
 
-    /// Writes a key.
+    /// Writes a key. The deadline is `--timeout` plus the request's `acks_timeout_ms`, so a
+    /// master waiting for replicas to acknowledge answers before kvctl gives up.
     ///
     /// # Errors
-    /// The node's refusal, a transport failure, or [`Error::ValueOverFrameLimit`] when the
-    /// connection drops on a value too large for one frame.
+    /// The node's refusal (including [`KvError::AcksTimeout`]), a transport failure, or
+    /// [`Error::ValueOverFrameLimit`] when the connection drops on a value too large for one
+    /// frame.
     pub async fn put(&self, req: PutRequest) -> Result<Version, Error> {
         let len = req.value.len();
-        let reply = self.client.put(self.context(), req).await;
-        match self.flatten(reply) {
+        let extra = Duration::from_millis(u64::from(req.acks_timeout_ms));
+        let reply = self.client.put(self.context(extra), req).await;
+        match self.flatten(extra, reply) {
             Err(Error::ConnectionLost { .. }) if len > FRAME_SAFE_VALUE_BYTES => {
                 Err(Error::ValueOverFrameLimit { len })
             }
@@ -310,8 +399,11 @@ impl Node {
     /// # Errors
     /// The node's refusal or a transport failure.
     pub async fn delete(&self, key: &[u8]) -> Result<Option<Version>, Error> {
-        let reply = self.client.delete(self.context(), ByteBuf::from(key)).await;
-        self.flatten(reply)
+        let reply = self
+            .client
+            .delete(self.context(Duration::ZERO), ByteBuf::from(key))
+            .await;
+        self.flatten(Duration::ZERO, reply)
     }
 
     /// Reads one page of a scan.
@@ -319,8 +411,8 @@ impl Node {
     /// # Errors
     /// The node's refusal or a transport failure.
     pub async fn scan(&self, req: ScanRequest) -> Result<ScanPage, Error> {
-        let reply = self.client.scan(self.context(), req).await;
-        self.flatten(reply)
+        let reply = self.client.scan(self.context(Duration::ZERO), req).await;
+        self.flatten(Duration::ZERO, reply)
     }
 
     /// The node's status.
@@ -328,8 +420,43 @@ impl Node {
     /// # Errors
     /// The node's refusal or a transport failure.
     pub async fn status(&self) -> Result<NodeStatus, Error> {
-        let reply = self.client.status(self.context()).await;
-        self.flatten(reply)
+        let reply = self.client.status(self.context(Duration::ZERO)).await;
+        self.flatten(Duration::ZERO, reply)
+    }
+
+    /// The master's view of the cluster; a replica refuses with [`KvError::NotMaster`] (see
+    /// [`on_master`]).
+    ///
+    /// # Errors
+    /// The node's refusal or a transport failure.
+    pub async fn cluster_status(&self) -> Result<ClusterStatus, Error> {
+        let reply = self
+            .client
+            .cluster_status(self.context(Duration::ZERO))
+            .await;
+        self.flatten(Duration::ZERO, reply)
+    }
+
+    /// A digest of `shard`: now (`at_seq: None`), or exactly at `at_seq`, the node waiting up to
+    /// `wait` (whole milliseconds, at most `u32::MAX`) to get there. The deadline is `--timeout`
+    /// plus `wait`.
+    ///
+    /// # Errors
+    /// The node's refusal ([`KvError::SequenceUnavailable`] when it is past `at_seq` or did not
+    /// get there in time) or a transport failure.
+    pub async fn digest(
+        &self,
+        shard: u32,
+        at_seq: Option<u64>,
+        wait: Duration,
+    ) -> Result<Digest, Error> {
+        let wait_ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
+        let extra = Duration::from_millis(u64::from(wait_ms));
+        let reply = self
+            .client
+            .digest(self.context(extra), shard, at_seq, wait_ms)
+            .await;
+        self.flatten(extra, reply)
     }
 }
 
@@ -342,7 +469,19 @@ pub async fn follow_master<T>(
     node: &Node,
     write: impl AsyncFn(&Node) -> Result<T, Error>,
 ) -> Result<T, Error> {
-    match write(node).await {
+    on_master(node, write).await.map(|(_, v)| v)
+}
+
+/// As [`follow_master`], and also returns the node that answered (`node` itself, or the master
+/// it named), for commands that go on talking to the master.
+///
+/// # Errors
+/// Whatever the last attempt failed with, or [`Error::BadMasterAddress`].
+pub async fn on_master<T>(
+    node: &Node,
+    call: impl AsyncFn(&Node) -> Result<T, Error>,
+) -> Result<(Node, T), Error> {
+    match call(node).await {
         Err(Error::Kv(KvError::NotMaster {
             master: Some(master),
         })) => {
@@ -353,10 +492,16 @@ pub async fn follow_master<T>(
                     source,
                 }
             })?;
-            let master = Node::connect(&endpoint, node.timeout).await?;
-            write(&master).await
+            let master = node.connect_to(&endpoint).await?;
+            let value = call(&master).await?;
+            Ok((master, value))
         }
-        other => other,
+        Err(Error::Kv(KvError::NotMaster { master: None })) => Err(Error::Usage(format!(
+            "the node at {} is a replica and did not say where its master is; point \
+             -e/--endpoint at the master",
+            node.endpoint
+        ))),
+        other => other.map(|v| (node.clone(), v)),
     }
 }
 
@@ -366,7 +511,6 @@ pub mod testing;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::PutCondition;
     use testing::{Fake, serve};
 
     fn local() -> Endpoint {
@@ -435,6 +579,39 @@ mod tests {
             (KvError::Unsupported("x".into()), Exit::Usage),
             (KvError::NotMaster { master: None }, Exit::Usage),
             (KvError::ShuttingDown, Exit::Unreachable),
+            // Committed on the master, too few replica acknowledgements: its own meaning of 2.
+            (
+                KvError::AcksTimeout {
+                    version: 7,
+                    acked: 1,
+                    required: 2,
+                    timeout_ms: 5000,
+                },
+                Exit::Usage,
+            ),
+            (
+                KvError::ShardUnavailable {
+                    shard: 0,
+                    reason: "resyncing".into(),
+                },
+                Exit::Usage,
+            ),
+            (
+                KvError::SequenceUnavailable {
+                    shard: 0,
+                    current: 9,
+                    requested: 8,
+                },
+                Exit::Usage,
+            ),
+            (
+                KvError::ShardCountMismatch {
+                    master: 2,
+                    replica: 3,
+                },
+                Exit::Usage,
+            ),
+            (KvError::ResyncExpired { shard: 1 }, Exit::Usage),
         ];
         for (err, want) in cases {
             assert_eq!(Error::from(err.clone()).exit(), want, "{err}");
@@ -478,6 +655,55 @@ mod tests {
         for err in unreachable {
             assert_eq!(err.exit(), Exit::Unreachable, "{err}");
         }
+    }
+
+    #[test]
+    fn exit_codes_of_cluster_commands() {
+        let peer = |source: Error| Error::Peer {
+            node: "replica r1".into(),
+            source: Box::new(source),
+        };
+        let unreachable = peer(Error::Unreachable {
+            endpoint: local(),
+            cause: "refused".into(),
+        });
+        assert_eq!(unreachable.exit(), Exit::Unreachable);
+        assert!(
+            unreachable
+                .to_string()
+                .starts_with("replica r1: cannot reach the node at localhost:3000: refused"),
+            "{unreachable}"
+        );
+        assert_eq!(
+            peer(rpc(RpcError::DeadlineExceeded)).exit(),
+            Exit::Unreachable
+        );
+        assert_eq!(
+            peer(Error::Kv(KvError::Unsupported("digest".into()))).exit(),
+            Exit::Usage
+        );
+        let differ = Error::VerifyMismatch {
+            differ: 1,
+            shards: 4,
+        };
+        assert_eq!(differ.exit(), Exit::NotFound);
+        let gave_up = Error::VerifyGaveUp {
+            shard: 2,
+            after: Duration::from_secs(30),
+            last: Box::new(peer(Error::Kv(KvError::SequenceUnavailable {
+                shard: 2,
+                current: 11,
+                requested: 10,
+            }))),
+        };
+        assert_eq!(gave_up.exit(), Exit::Usage);
+        assert!(gave_up.to_string().contains("within 30s"), "{gave_up}");
+        let bad = Error::BadReplicaAddress {
+            node_id: "r1".into(),
+            address: "https://x".into(),
+            source: parse_endpoint("https://x", 1).expect_err("bad"),
+        };
+        assert_eq!(bad.exit(), Exit::Usage);
     }
 
     #[test]
@@ -576,11 +802,7 @@ mod tests {
             .await
             .expect("connect");
         let len = FRAME_SAFE_VALUE_BYTES + 128 * 1024;
-        let req = PutRequest {
-            key: ByteBuf::from(b"big".to_vec()),
-            value: ByteBuf::from(vec![7u8; len]),
-            condition: PutCondition::None,
-        };
+        let req = PutRequest::new(b"big".to_vec(), vec![7u8; len]);
         let e = node.put(req).await.expect_err("frame too large");
         assert!(
             matches!(e, Error::ValueOverFrameLimit { len: l } if l == len),
@@ -600,11 +822,7 @@ mod tests {
         let node = Node::connect(&replica, Duration::from_secs(5))
             .await
             .expect("connect");
-        let req = PutRequest {
-            key: ByteBuf::from(b"k".to_vec()),
-            value: ByteBuf::from(b"v".to_vec()),
-            condition: PutCondition::None,
-        };
+        let req = PutRequest::new(b"k".to_vec(), b"v".to_vec());
         let version = follow_master(&node, async |n| n.put(req.clone()).await)
             .await
             .expect("put");

@@ -10,6 +10,9 @@
 //!   encoded, in a separately named field (`"key_base64"`, `"value_base64"`), so a program never
 //!   has to guess which encoding a string is in.
 //!
+//! It also has the small formatters the status tables share (byte counts, durations, short
+//! node ids and hashes) and [`write_table`], so every table is laid out the same way.
+//!
 //! Nothing here touches stdout itself: the functions write to any `io::Write`, which keeps them
 //! testable.
 
@@ -193,6 +196,82 @@ pub fn human_uptime(secs: u64) -> String {
     }
 }
 
+/// How long ago `since_unix_ms` was at `now_unix_ms`, for people: `12s ago`, `1m 1s ago`. A time
+/// in the future (clocks of two hosts disagree) shows as `0s ago`.
+#[must_use]
+pub fn ago(since_unix_ms: u64, now_unix_ms: u64) -> String {
+    format!(
+        "{} ago",
+        human_uptime(now_unix_ms.saturating_sub(since_unix_ms) / 1000)
+    )
+}
+
+/// Milliseconds since the Unix epoch on this host (0 if the clock is before 1970).
+#[must_use]
+pub fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Fractional seconds with one decimal, as measured by a node: `0.0s`, `12.3s`.
+#[must_use]
+pub fn tenths(secs: f64) -> String {
+    format!("{secs:.1}s")
+}
+
+/// A node id for tables: its first 8 characters.
+#[must_use]
+pub fn short_id(id: &str) -> &str {
+    id.char_indices().nth(8).map_or(id, |(end, _)| &id[..end])
+}
+
+/// A digest hash for text output: its first 8 characters and `…` (JSON has the whole hash).
+#[must_use]
+pub fn short_hash(hash: &str) -> String {
+    match hash.char_indices().nth(8) {
+        Some((end, _)) => format!("{}…", &hash[..end]),
+        None => hash.to_string(),
+    }
+}
+
+/// Writes `rows` (the header first) as a table: each column as wide as its widest cell, two
+/// spaces between columns, right-aligned where `right` says so (numbers), no trailing spaces.
+/// A row shorter than the others leaves its last cells empty.
+///
+/// # Errors
+/// When writing fails.
+pub fn write_table(
+    out: &mut impl io::Write,
+    rows: &[Vec<String>],
+    right: &[bool],
+) -> io::Result<()> {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0usize; columns];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in rows {
+        let mut line = String::new();
+        for (i, &w) in widths.iter().enumerate() {
+            let cell = row.get(i).map_or("", String::as_str);
+            if i > 0 {
+                line.push_str("  ");
+            }
+            // Writing to a String cannot fail.
+            let _ = if right.get(i).copied().unwrap_or(false) {
+                write!(line, "{cell:>w$}")
+            } else {
+                write!(line, "{cell:<w$}")
+            };
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
 /// A timeout as the user would have typed it: `10s`, `2.5s`, `0.25s`.
 #[must_use]
 pub fn seconds(d: Duration) -> String {
@@ -283,6 +362,35 @@ mod tests {
             human_uptime(3 * 86_400 + 4 * 3600 + 5 * 60 + 6),
             "3d 4h 5m 6s"
         );
+    }
+
+    #[test]
+    fn tables_align_and_trim() {
+        let rows = vec![
+            vec!["name".to_string(), "n".to_string(), "note".to_string()],
+            vec!["a".to_string(), "1000".to_string(), String::new()],
+            vec!["longer".to_string(), "7".to_string(), "x".to_string()],
+        ];
+        let mut out = Vec::new();
+        write_table(&mut out, &rows, &[false, true, false]).expect("write");
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            "name       n  note\na       1000\nlonger     7  x\n"
+        );
+    }
+
+    #[test]
+    fn short_forms() {
+        assert_eq!(short_id("3f2a9c1b-7d4e-4c1a"), "3f2a9c1b");
+        assert_eq!(short_id("n1"), "n1");
+        assert_eq!(short_id("ééééééééé"), "éééééééé");
+        assert_eq!(short_hash("9f3a1b2c3d4e5f60"), "9f3a1b2c…");
+        assert_eq!(short_hash("9f3a"), "9f3a");
+        assert_eq!(tenths(0.0), "0.0s");
+        assert_eq!(tenths(12.345), "12.3s");
+        assert_eq!(ago(1_000, 13_999), "12s ago");
+        assert_eq!(ago(100_000, 40_000), "0s ago");
+        assert_eq!(ago(0, 61_000), "1m 1s ago");
     }
 
     #[test]

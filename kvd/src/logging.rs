@@ -13,8 +13,9 @@ use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt, util::SubscriberI
 use crate::config::{LogConfig, Rotation};
 
 /// The filter when neither --log-level nor RUST_LOG is set: the engine's own info lines
-/// (one per keyspace opened) are noise to an operator.
-pub const DEFAULT_FILTER: &str = "info,fjall=warn,lsm_tree=warn";
+/// (one per keyspace opened) are noise to an operator, and tarpc's per-request info span costs
+/// time on every request.
+pub const DEFAULT_FILTER: &str = "info,fjall=warn,lsm_tree=warn,tarpc=warn";
 
 /// The prefix of log file names: `kvd.<date>.log`.
 pub const FILE_PREFIX: &str = "kvd";

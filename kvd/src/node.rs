@@ -530,17 +530,20 @@ impl Node {
                 () = self.inner.cancel.cancelled() => {}
             }
         }
+        // Only what is published: a batch is readable in the engine a moment before its
+        // sequence is published, and a replica must never get ahead of the master's sequence.
+        let now_seq = *shard.writer.last_seq().borrow();
         let store = Arc::clone(&shard.store);
         let (from, max_bytes) = (req.from_seq, req.max_bytes as usize);
-        let entries =
-            tokio::task::spawn_blocking(move || store.read_log(from, max_bytes, PULL_MAX_ENTRIES))
-                .await
-                .map_err(|e| KvError::Storage {
-                    shard: req.shard,
-                    message: e.to_string(),
-                })?
-                .map_err(storage_err(req.shard))?;
-        let now_seq = *shard.writer.last_seq().borrow();
+        let entries = tokio::task::spawn_blocking(move || {
+            store.read_log(from, now_seq, max_bytes, PULL_MAX_ENTRIES)
+        })
+        .await
+        .map_err(|e| KvError::Storage {
+            shard: req.shard,
+            message: e.to_string(),
+        })?
+        .map_err(storage_err(req.shard))?;
         let gap = match entries.first() {
             Some(e) => e.seq != from + 1,
             None => now_seq > from,

@@ -3,18 +3,24 @@
 //! The value comes from the argument, from stdin (`-`) or from `--file`, and is sent as bytes.
 //! The value is read before connecting, so an unreadable file fails without touching the node.
 //! A write sent to a replica is retried once against the master it names.
+//!
+//! `--acks K` asks the master to acknowledge only once K replicas have applied the write, waiting
+//! at most `--acks-timeout` (0 for either: the master's defaults). When they do not in time, the
+//! write is still committed on the master: kvctl prints the master's message on stderr
+//! ([`shared::KvError::AcksTimeout`]) and exits 2, with nothing on stdout.
 
 use std::{
     ffi::OsString,
     io::{Read, Write},
     path::PathBuf,
+    time::Duration,
 };
 
 use serde_bytes::ByteBuf;
 use shared::{PutCondition, PutRequest};
 
 use crate::{
-    cli::Global,
+    cli::{Global, parse_timeout},
     client::{Error, follow_master},
     output::{Format, KeyJson, write_json},
 };
@@ -36,6 +42,15 @@ pub struct Args {
     /// Write only if the key does not exist (exit 1 otherwise).
     #[arg(long)]
     pub if_absent: bool,
+    /// Acknowledge only once this many replicas have applied the write; 0 uses the master's
+    /// `--min-acks`. If too few do in time, the write stays committed on the master and kvctl
+    /// exits 2.
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    pub acks: u32,
+    /// Longest wait for those acknowledgements: `5`, `2.5`, `500ms`. Without it, the master's
+    /// default. It is added to --timeout for this request.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_timeout)]
+    pub acks_timeout: Option<Duration>,
 }
 
 impl Args {
@@ -47,6 +62,17 @@ impl Args {
             (None, true) => PutCondition::IfAbsent,
             (None, false) => PutCondition::None,
         }
+    }
+
+    /// `--acks-timeout` in milliseconds for the wire: 0 (the master's default) when absent,
+    /// else rounded up to a whole millisecond, at least 1.
+    #[must_use]
+    pub fn acks_timeout_ms(&self) -> u32 {
+        self.acks_timeout.map_or(0, |d| {
+            u32::try_from(d.as_nanos().div_ceil(1_000_000))
+                .unwrap_or(u32::MAX)
+                .max(1)
+        })
     }
 
     /// The value's bytes, from the argument, `stdin` (for `-`) or `--file`.
@@ -91,11 +117,14 @@ async fn write(
     out: &mut impl Write,
 ) -> Result<(), Error> {
     let condition = args.condition();
+    let acks_timeout_ms = args.acks_timeout_ms();
     let key = args.key.into_encoded_bytes();
     let req = PutRequest {
         key: ByteBuf::from(key.clone()),
         value: ByteBuf::from(value),
         condition,
+        acks: args.acks,
+        acks_timeout_ms,
     };
     let node = global.connect().await?;
     let version = follow_master(&node, async |n| n.put(req.clone()).await).await?;
@@ -126,7 +155,26 @@ mod tests {
             file,
             if_version: None,
             if_absent: false,
+            acks: 0,
+            acks_timeout: None,
         }
+    }
+
+    #[test]
+    fn acks_timeout_in_milliseconds() {
+        let with = |t: Option<Duration>| Args {
+            acks_timeout: t,
+            ..args(Some("v"), None)
+        };
+        assert_eq!(with(None).acks_timeout_ms(), 0);
+        assert_eq!(with(Some(Duration::from_secs(5))).acks_timeout_ms(), 5000);
+        assert_eq!(
+            with(Some(Duration::from_millis(2500))).acks_timeout_ms(),
+            2500
+        );
+        // Never rounded down to 0, which would mean "the master's default".
+        assert_eq!(with(Some(Duration::from_micros(10))).acks_timeout_ms(), 1);
+        assert_eq!(with(Some(Duration::from_micros(1500))).acks_timeout_ms(), 2);
     }
 
     #[test]
@@ -189,5 +237,27 @@ mod tests {
                 .expect("put");
             assert_eq!(String::from_utf8(out).expect("utf-8"), want);
         }
+    }
+
+    #[tokio::test]
+    async fn too_few_acks_exits_2_with_the_masters_message_and_prints_nothing() {
+        // The fake acknowledges with as many replicas as it lists: none here.
+        let g = global(serve(Fake::default()).await, Format::Text);
+        let args = Args {
+            acks: 2,
+            acks_timeout: Some(Duration::from_millis(1500)),
+            ..args(Some("v"), None)
+        };
+        let mut out = Vec::new();
+        let e = write(args, b"v".to_vec(), &g, &mut out)
+            .await
+            .expect_err("acks timeout");
+        assert_eq!(e.exit(), Exit::Usage);
+        assert_eq!(
+            e.to_string(),
+            "the write is committed on the master at version 42, but only 0 of 2 replicas \
+             acknowledged it within 1500 ms"
+        );
+        assert!(out.is_empty());
     }
 }

@@ -1,25 +1,53 @@
-//! `kvctl status`: the node's role, version, limits and per-shard figures.
+//! `kvctl status`: the node's role, version, limits and per-shard figures, and its place in the
+//! cluster.
 //!
-//! The JSON shape is kvctl's own (see [`StatusJson`]), with stable `snake_case` names and roles
-//! and sync policies as lower-case strings, so scripts do not depend on how `shared` happens to
-//! serialize its types.
+//! - On a master, kvctl also asks `cluster_status` and shows the whole cluster: the master
+//!   (keys and last sequence per shard) and every replica that joined (link, and per shard how
+//!   many operations it is behind). The node part then comes from that same answer, so the
+//!   master's sequences and the replicas' lags are one snapshot.
+//! - On a replica, it shows the replica's link to its master (address, state, since when, last
+//!   error) and, per shard, whether a full resync is copying it and how many resyncs it did.
+//!
+//! The JSON shape is kvctl's own (see [`StatusJson`]), with stable `snake_case` names and roles,
+//! link states and sync policies as lower-case strings, so scripts do not depend on how `shared`
+//! happens to serialize its types.
 
 use std::io::{self, Write};
 
 use serde::Serialize;
-use shared::{NodeStatus, ShardStatus};
+use shared::{ClusterStatus, MasterLink, NodeStatus, ReplicaStatus, Role, ShardStatus};
 
 use crate::{
-    cli::Global,
+    cli::{Global, replicas::ReplicaJson},
     client::Error,
-    output::{Format, human_bytes, human_uptime, write_json},
+    output::{
+        Format, ago, human_bytes, human_uptime, now_unix_ms, short_id, write_json, write_table,
+    },
 };
 
 /// Flags of `kvctl status`.
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
+/// What `status` shows: a master with its cluster, or a replica (with its link in its status).
+#[derive(Debug)]
+enum View {
+    Master(ClusterStatus),
+    Replica(NodeStatus),
+}
+
+impl View {
+    fn node(&self) -> &NodeStatus {
+        match self {
+            Self::Master(c) => &c.master,
+            Self::Replica(s) => s,
+        }
+    }
+}
+
 /// `kvctl -o json status`.
+///
+/// `replicas` is present on a master only (possibly empty), `master_link` on a replica only.
 #[derive(Debug, Serialize)]
 struct StatusJson<'a> {
     node_id: &'a str,
@@ -31,19 +59,36 @@ struct StatusJson<'a> {
     max_key_bytes: u64,
     max_value_bytes: u64,
     shards: Vec<ShardJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    master_link: Option<MasterLinkJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replicas: Option<Vec<ReplicaJson<'a>>>,
 }
 
-/// One shard of [`StatusJson`].
+/// One shard of [`StatusJson`]. The resync fields are always 0/false on a master.
 #[derive(Debug, Serialize)]
 struct ShardJson {
     shard: u32,
     keys: u64,
     last_seq: u64,
     disk_bytes: u64,
+    resyncing: bool,
+    partial_resyncs: u64,
+    full_resyncs: u64,
 }
 
-impl<'a> From<&'a NodeStatus> for StatusJson<'a> {
-    fn from(s: &'a NodeStatus) -> Self {
+/// A replica's link to its master in [`StatusJson`]; `last_error` is `null` when there is none.
+#[derive(Debug, Serialize)]
+struct MasterLinkJson<'a> {
+    master: &'a str,
+    state: &'static str,
+    since_unix_ms: u64,
+    last_error: Option<&'a str>,
+}
+
+impl<'a> From<&'a View> for StatusJson<'a> {
+    fn from(view: &'a View) -> Self {
+        let s = view.node();
         Self {
             node_id: &s.node_id,
             role: s.role.as_str(),
@@ -62,33 +107,55 @@ impl<'a> From<&'a NodeStatus> for StatusJson<'a> {
                          keys,
                          last_seq,
                          disk_bytes,
+                         resyncing,
+                         partial_resyncs,
+                         full_resyncs,
                      }| ShardJson {
                         shard,
                         keys,
                         last_seq,
                         disk_bytes,
+                        resyncing,
+                        partial_resyncs,
+                        full_resyncs,
                     },
                 )
                 .collect(),
+            master_link: s.master_link.as_ref().map(|l| MasterLinkJson {
+                master: &l.master,
+                state: l.state.as_str(),
+                since_unix_ms: l.since_unix_ms,
+                last_error: l.last_error.as_deref(),
+            }),
+            replicas: match view {
+                View::Master(c) => Some(c.replicas.iter().map(ReplicaJson::from).collect()),
+                View::Replica(_) => None,
+            },
         }
     }
 }
 
-/// Asks the node for its status and prints it on `out`.
+/// Asks the node for its status (and, on a master, for the cluster's) and prints it on `out`.
 ///
 /// # Errors
 /// The node's or the transport's error.
 pub async fn run(_args: Args, global: &Global, out: &mut impl Write) -> Result<(), Error> {
     let node = global.connect().await?;
     let status = node.status().await?;
+    let view = match status.role {
+        Role::Master => View::Master(node.cluster_status().await?),
+        Role::Replica => View::Replica(status),
+    };
     match global.output {
-        Format::Text => print_text(out, &status),
-        Format::Json => write_json(out, &StatusJson::from(&status)),
+        Format::Text => print_text(out, &view, now_unix_ms()),
+        Format::Json => write_json(out, &StatusJson::from(&view)),
     }
     .map_err(Error::Output)
 }
 
-fn print_text(out: &mut impl Write, s: &NodeStatus) -> io::Result<()> {
+/// The text form; `now_unix_ms` turns the link's `since` into "12s ago".
+fn print_text(out: &mut impl Write, view: &View, now_unix_ms: u64) -> io::Result<()> {
+    let s = view.node();
     writeln!(out, "node id   {}", s.node_id)?;
     writeln!(out, "role      {}", s.role.as_str())?;
     writeln!(out, "address   {}", s.address)?;
@@ -101,69 +168,169 @@ fn print_text(out: &mut impl Write, s: &NodeStatus) -> io::Result<()> {
         human_bytes(s.max_key_bytes),
         human_bytes(s.max_value_bytes)
     )?;
-    writeln!(out)?;
+    match view {
+        View::Master(cluster) => {
+            writeln!(out)?;
+            print_shards(out, &s.shards, false)?;
+            writeln!(out)?;
+            print_cluster(out, cluster)
+        }
+        View::Replica(_) => {
+            print_link(out, s.master_link.as_ref(), now_unix_ms)?;
+            writeln!(out)?;
+            print_shards(out, &s.shards, true)
+        }
+    }
+}
 
-    let total = s.shards.iter().fold((0u64, 0u64, 0u64), |(k, q, d), sh| {
-        (
-            k.saturating_add(sh.keys),
-            q.saturating_add(sh.last_seq),
-            d.saturating_add(sh.disk_bytes),
-        )
-    });
-    let mut rows: Vec<[String; 4]> = vec![[
-        "shard".to_string(),
-        "keys".to_string(),
-        "last seq".to_string(),
-        "disk".to_string(),
-    ]];
-    for sh in &s.shards {
-        rows.push([
-            sh.shard.to_string(),
+fn print_link(out: &mut impl Write, link: Option<&MasterLink>, now_unix_ms: u64) -> io::Result<()> {
+    let Some(link) = link else {
+        return writeln!(out, "master    unknown (no link reported)");
+    };
+    writeln!(out, "master    {}", link.master)?;
+    let since = ago(link.since_unix_ms, now_unix_ms);
+    match &link.last_error {
+        Some(e) => writeln!(
+            out,
+            "link      {} since {since}, last error: {e}",
+            link.state.as_str()
+        ),
+        None => writeln!(out, "link      {} since {since}", link.state.as_str()),
+    }
+}
+
+/// The shard table with a total row; `resyncs` adds the replica's resync columns.
+fn print_shards(out: &mut impl Write, shards: &[ShardStatus], resyncs: bool) -> io::Result<()> {
+    let mut header = vec!["shard", "keys", "last seq", "disk"];
+    if resyncs {
+        header.extend(["resyncing", "partial resyncs", "full resyncs"]);
+    }
+    let mut rows = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
+    let mut total = ShardStatus {
+        shard: 0,
+        keys: 0,
+        last_seq: 0,
+        disk_bytes: 0,
+        resyncing: false,
+        partial_resyncs: 0,
+        full_resyncs: 0,
+    };
+    let row = |sh: &ShardStatus, name: String, resyncing: &str| {
+        let mut row = vec![
+            name,
             sh.keys.to_string(),
             sh.last_seq.to_string(),
             human_bytes(sh.disk_bytes),
+        ];
+        if resyncs {
+            row.extend([
+                resyncing.to_string(),
+                sh.partial_resyncs.to_string(),
+                sh.full_resyncs.to_string(),
+            ]);
+        }
+        row
+    };
+    for sh in shards {
+        rows.push(row(
+            sh,
+            sh.shard.to_string(),
+            if sh.resyncing { "yes" } else { "no" },
+        ));
+        total.keys = total.keys.saturating_add(sh.keys);
+        total.last_seq = total.last_seq.saturating_add(sh.last_seq);
+        total.disk_bytes = total.disk_bytes.saturating_add(sh.disk_bytes);
+        total.partial_resyncs = total.partial_resyncs.saturating_add(sh.partial_resyncs);
+        total.full_resyncs = total.full_resyncs.saturating_add(sh.full_resyncs);
+    }
+    rows.push(row(&total, "total".to_string(), ""));
+    write_table(out, &rows, &[false, true, true, true, false, true, true])
+}
+
+/// The cluster table: the master first, then each replica, one row per node.
+fn print_cluster(out: &mut impl Write, cluster: &ClusterStatus) -> io::Result<()> {
+    let m = &cluster.master;
+    let master_shards = m
+        .shards
+        .iter()
+        .map(|sh| format!("{}: {} keys, seq {}", sh.shard, sh.keys, sh.last_seq))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut rows = vec![
+        ["role", "address", "node id", "state", "shards"]
+            .map(String::from)
+            .to_vec(),
+        vec![
+            "master".to_string(),
+            m.address.clone(),
+            short_id(&m.node_id).to_string(),
+            "up".to_string(),
+            master_shards,
+        ],
+    ];
+    for r in &cluster.replicas {
+        rows.push(vec![
+            "replica".to_string(),
+            r.address.clone(),
+            short_id(&r.node_id).to_string(),
+            r.link.as_str().to_string(),
+            replica_summary(r),
         ]);
     }
-    rows.push([
-        "total".to_string(),
-        total.0.to_string(),
-        total.1.to_string(),
-        human_bytes(total.2),
-    ]);
-
-    let mut widths = [0usize; 4];
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    for row in &rows {
-        let [shard, keys, seq, disk] = row;
-        let [w0, w1, w2, w3] = widths;
-        writeln!(out, "{shard:<w0$}  {keys:>w1$}  {seq:>w2$}  {disk:>w3$}")?;
+    writeln!(out, "cluster")?;
+    write_table(out, &rows, &[])?;
+    if cluster.replicas.is_empty() {
+        writeln!(out, "no replicas have joined")?;
     }
     Ok(())
 }
 
+/// `in sync`, or the shards that are behind: `1: 5 behind; others in sync`.
+fn replica_summary(r: &ReplicaStatus) -> String {
+    if r.shards.is_empty() {
+        return "no position yet".to_string();
+    }
+    let behind: Vec<String> = r
+        .shards
+        .iter()
+        .filter(|l| l.ops_behind > 0)
+        .map(|l| format!("{}: {} behind", l.shard, l.ops_behind))
+        .collect();
+    match (behind.is_empty(), behind.len() == r.shards.len()) {
+        (true, _) => "in sync".to_string(),
+        (false, true) => behind.join("; "),
+        (false, false) => format!("{}; others in sync", behind.join("; ")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use shared::LinkState;
+
     use super::*;
     use crate::{
-        cli::testing::global,
+        cli::{replicas::testing::replica, testing::global},
         client::testing::{Fake, serve},
     };
 
-    async fn status(format: Format) -> String {
-        let g = global(serve(Fake::default()).await, format);
+    async fn status(fake: Fake, format: Format) -> String {
+        let g = global(serve(fake).await, format);
         let mut out = Vec::new();
         run(Args {}, &g, &mut out).await.expect("status");
         String::from_utf8(out).expect("utf-8")
     }
 
+    fn replica_fake() -> Fake {
+        Fake {
+            master: Some("10.0.0.1:3000".into()),
+            ..Fake::default()
+        }
+    }
+
     #[tokio::test]
-    async fn text_has_the_node_and_a_shard_table() {
+    async fn text_has_the_node_a_shard_table_and_the_cluster() {
         assert_eq!(
-            status(Format::Text).await,
+            status(Fake::default(), Format::Text).await,
             "\
 node id   n1
 role      master
@@ -177,14 +344,50 @@ shard  keys  last seq     disk
 0        10        12    2 KiB
 1      1500      1502    3 MiB
 total  1510      1514  3.0 MiB
+
+cluster
+role    address         node id  state  shards
+master  localhost:3000  n1       up     0: 10 keys, seq 12; 1: 1500 keys, seq 1502
+no replicas have joined
 "
         );
     }
 
     #[tokio::test]
+    async fn a_master_lists_its_replicas() {
+        let fake = Fake {
+            replicas: vec![
+                replica("3f2a9c1b-7d4e-4c1a", "10.0.0.2:3000", LinkState::Up, 0),
+                replica("77aa0b12ffee", "10.0.0.3:3000", LinkState::Down, 5),
+            ]
+            .into(),
+            ..Fake::default()
+        };
+        let text = status(fake.clone(), Format::Text).await;
+        let cluster = text.split("\ncluster\n").nth(1).expect("cluster table");
+        assert_eq!(
+            cluster,
+            "\
+role     address         node id   state  shards
+master   localhost:3000  n1        up     0: 10 keys, seq 12; 1: 1500 keys, seq 1502
+replica  10.0.0.2:3000   3f2a9c1b  up     in sync
+replica  10.0.0.3:3000   77aa0b12  down   1: 5 behind; others in sync
+"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&status(fake, Format::Json).await).expect("json");
+        let replicas = json["replicas"].as_array().expect("replicas");
+        assert_eq!(replicas.len(), 2);
+        assert_eq!(replicas[1]["node_id"], "77aa0b12ffee");
+        assert_eq!(replicas[1]["link"], "down");
+        assert_eq!(replicas[1]["shards"][1]["ops_behind"], 5);
+        assert!(json.get("master_link").is_none());
+    }
+
+    #[tokio::test]
     async fn json_has_stable_names() {
         let json: serde_json::Value =
-            serde_json::from_str(&status(Format::Json).await).expect("json");
+            serde_json::from_str(&status(Fake::default(), Format::Json).await).expect("json");
         assert_eq!(
             json,
             serde_json::json!({
@@ -197,10 +400,90 @@ total  1510      1514  3.0 MiB
                 "max_key_bytes": 4096,
                 "max_value_bytes": 1_048_576,
                 "shards": [
-                    {"shard": 0, "keys": 10, "last_seq": 12, "disk_bytes": 2048},
-                    {"shard": 1, "keys": 1500, "last_seq": 1502, "disk_bytes": 3_145_728},
+                    {"shard": 0, "keys": 10, "last_seq": 12, "disk_bytes": 2048,
+                     "resyncing": false, "partial_resyncs": 0, "full_resyncs": 0},
+                    {"shard": 1, "keys": 1500, "last_seq": 1502, "disk_bytes": 3_145_728,
+                     "resyncing": false, "partial_resyncs": 0, "full_resyncs": 0},
                 ],
+                "replicas": [],
             })
         );
+    }
+
+    #[tokio::test]
+    async fn a_replica_shows_its_link_and_resyncs() {
+        let text = status(replica_fake(), Format::Text).await;
+        assert!(text.contains("\nrole      replica\n"), "{text}");
+        assert!(text.contains("\nmaster    10.0.0.1:3000\n"), "{text}");
+        // The fake's link came up 12 s before it answered.
+        assert!(text.contains("\nlink      up since 1"), "{text}");
+        assert!(!text.contains("cluster"), "{text}");
+
+        let json: serde_json::Value =
+            serde_json::from_str(&status(replica_fake(), Format::Json).await).expect("json");
+        assert_eq!(json["role"], "replica");
+        let link = &json["master_link"];
+        assert_eq!(link["master"], "10.0.0.1:3000");
+        assert_eq!(link["state"], "up");
+        assert!(link["since_unix_ms"].as_u64().is_some_and(|t| t > 0));
+        assert!(link["last_error"].is_null());
+        assert_eq!(json["shards"][1]["resyncing"], true);
+        assert_eq!(json["shards"][1]["full_resyncs"], 1);
+        assert_eq!(json["shards"][0]["partial_resyncs"], 1);
+        assert!(json.get("replicas").is_none());
+    }
+
+    #[test]
+    fn replica_text_at_a_fixed_time() {
+        let mut s = shared::NodeStatus {
+            node_id: "r1".into(),
+            role: Role::Replica,
+            address: "10.0.0.2:3000".into(),
+            version: "0.1.0".into(),
+            uptime_secs: 59,
+            sync: shared::SyncPolicy::None,
+            max_key_bytes: 4096,
+            max_value_bytes: 1 << 20,
+            shards: vec![ShardStatus {
+                shard: 0,
+                keys: 3,
+                last_seq: 9,
+                disk_bytes: 100,
+                resyncing: true,
+                partial_resyncs: 2,
+                full_resyncs: 1,
+            }],
+            master_link: Some(MasterLink {
+                master: "10.0.0.1:3000".into(),
+                state: LinkState::Down,
+                since_unix_ms: 1_000_000,
+                last_error: Some("connection refused".into()),
+            }),
+        };
+        let render = |s: &NodeStatus| {
+            let mut out = Vec::new();
+            print_text(&mut out, &View::Replica(s.clone()), 1_072_500).expect("print");
+            String::from_utf8(out).expect("utf-8")
+        };
+        assert_eq!(
+            render(&s),
+            "\
+node id   r1
+role      replica
+address   10.0.0.2:3000
+version   0.1.0
+uptime    59s
+sync      none
+limits    keys up to 4 KiB, values up to 1 MiB
+master    10.0.0.1:3000
+link      down since 1m 12s ago, last error: connection refused
+
+shard  keys  last seq   disk  resyncing  partial resyncs  full resyncs
+0         3         9  100 B  yes                      2             1
+total     3         9  100 B                           2             1
+"
+        );
+        s.master_link = None;
+        assert!(render(&s).contains("\nmaster    unknown (no link reported)\n"));
     }
 }

@@ -190,20 +190,27 @@ impl ShardStore {
         }
     }
 
-    /// Up to `max_entries` log records after `after`, stopping once `max_bytes` are collected
-    /// (at least one record is returned when any exists).
+    /// Up to `max_entries` log records after `after` and up to `upto`, stopping once `max_bytes`
+    /// are collected (at least one record is returned when any exists).
     ///
     /// # Errors
     /// On engine errors or a corrupt key.
     pub fn read_log(
         &self,
         after: u64,
+        upto: u64,
         max_bytes: usize,
         max_entries: usize,
     ) -> Result<Vec<LogEntry>, StorageError> {
         let mut out = Vec::new();
+        if after >= upto {
+            return Ok(out);
+        }
         let mut bytes = 0;
-        for guard in self.log.range((after + 1).to_be_bytes()..) {
+        for guard in self
+            .log
+            .range((after + 1).to_be_bytes()..=upto.to_be_bytes())
+        {
             if out.len() >= max_entries || (bytes >= max_bytes && !out.is_empty()) {
                 break;
             }
