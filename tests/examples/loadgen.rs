@@ -1,7 +1,8 @@
 //! A simple bounded load loop for quick measurements until `kvctl bench` exists:
-//! `loadgen <endpoint> <put|get> <clients> <seconds> [connections]`.
+//! `loadgen <endpoint> <put|get|fill> <clients> <seconds> [connections] [keyspace]`.
 //! Each client sends one request at a time; clients share `connections` multiplexed
-//! connections (default 4). Stops after `seconds` or 10 million requests, whichever first.
+//! connections (default 4) over `keyspace` keys (default 100,000). `fill` writes every key of
+//! the keyspace once. Stops after `seconds` or 10 million requests, whichever first.
 
 #![allow(clippy::unwrap_used)]
 
@@ -17,7 +18,6 @@ use harness::{client, ctx};
 use serde_bytes::ByteBuf;
 use shared::PutRequest;
 
-const KEYSPACE: u64 = 100_000;
 const MAX_REQUESTS: u64 = 10_000_000;
 
 #[tokio::main]
@@ -30,7 +30,9 @@ async fn main() {
     let clients: u64 = clients.parse().unwrap();
     let seconds: u64 = seconds.parse().unwrap();
     let conns: usize = rest.first().map_or(4, |c| c.parse().unwrap());
-    let is_put = op == "put";
+    let keyspace: u64 = rest.get(1).map_or(100_000, |k| k.parse().unwrap());
+    let fill = op == "fill";
+    let is_put = op == "put" || op == "fill";
     let mut pool = Vec::new();
     for _ in 0..conns {
         pool.push(client(endpoint).await);
@@ -45,8 +47,17 @@ async fn main() {
         let (done, errors) = (Arc::clone(&done), Arc::clone(&errors));
         tasks.push(tokio::spawn(async move {
             let mut i = c * 7919;
+            let mut n = 0u64;
             while Instant::now() < stop_at && done.load(Ordering::Relaxed) < MAX_REQUESTS {
-                i = (i + 1) % KEYSPACE;
+                if fill {
+                    i = c + n * clients;
+                    if i >= keyspace {
+                        break;
+                    }
+                    n += 1;
+                } else {
+                    i = (i + 1) % keyspace;
+                }
                 let key = ByteBuf::from(format!("key:{i:06}").into_bytes());
                 let ok = if is_put {
                     let req = PutRequest::new(key.into_vec(), vec![b'v'; 100]);
