@@ -1,6 +1,12 @@
 //! Replicas that join, follow every shard, survive restarts, resync and report lag.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    },
+    time::Duration,
+};
 
 use futures::{StreamExt, stream};
 use harness::{NodeProcess, client, cluster, ctx, kvctl, replica_args, wait_caught_up};
@@ -151,13 +157,21 @@ fn three_replicas_report_zero_lag_when_idle() {
             assert_eq!(s["bytes_behind"], 0, "{r}");
         }
     }
+    let text = String::from_utf8_lossy(&kvctl(&m, &["status"], None).stdout).into_owned();
+    for r in &replicas {
+        assert!(
+            text.contains(&r.addr.to_string()),
+            "kvctl status lists replica {}:\n{text}",
+            r.addr
+        );
+    }
     verify(&m);
 }
 
 #[test]
 fn killed_replica_catches_up_by_partial_resync() {
     let dir = tempfile::tempdir().unwrap();
-    let master = NodeProcess::master(&dir.path().join("m"), 2, &[]);
+    let master = NodeProcess::master(&dir.path().join("m"), 2, &["--replica-timeout-ms=1000"]);
     let m = master.endpoint();
     let mut replica = NodeProcess::replica(&dir.path().join("r"), 2, &m, &[]);
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -167,6 +181,17 @@ fn killed_replica_catches_up_by_partial_resync() {
     });
     replica.kill9();
     rt.block_on(put_range(&m, "b", 0..5000));
+    // The master kept taking writes and marks the silent replica down.
+    let down = harness::wait_until(Duration::from_secs(10), || {
+        rt.block_on(cluster(&m)).replicas[0].link == shared::LinkState::Down
+    });
+    assert!(down, "the master did not mark the killed replica down");
+    assert!(
+        master
+            .stdout
+            .wait_for("replica marked down", Duration::from_secs(5))
+            .is_some()
+    );
     replica.restart();
     let r = replica.endpoint();
     let status = rt.block_on(async {
@@ -198,11 +223,47 @@ fn replica_behind_retention_resyncs_fully_while_writes_continue() {
     replica.terminate();
     // Far past the master's 100-record retention on every shard.
     rt.block_on(put_range(&m, "b", 0..3000));
+    // Writes keep going while the replica restarts and copies every shard.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU32::new(0));
+    let writer = {
+        let (m, stop, acked) = (m.clone(), Arc::clone(&stop), Arc::clone(&acked));
+        rt.spawn(async move {
+            let c = client(&m).await;
+            for i in 0..1_000_000u32 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let req = PutRequest::new(
+                    format!("c{i}").into_bytes(),
+                    format!("value{i}").into_bytes(),
+                );
+                c.put(ctx(), req).await.unwrap().unwrap();
+                acked.store(i + 1, Ordering::Relaxed);
+            }
+        })
+    };
+    assert!(harness::wait_until(Duration::from_secs(30), || acked
+        .load(Ordering::Relaxed)
+        > 100));
     replica.restart();
+    for shard in 0..2 {
+        let line = replica.stdout.wait_for(
+            &format!("full resync finished shard={shard}"),
+            Duration::from_secs(60),
+        );
+        assert!(line.is_some(), "shard {shard} did not finish a full resync");
+    }
+    // The writer ran across the copy and goes on after it.
+    let during = acked.load(Ordering::Relaxed);
+    assert!(harness::wait_until(Duration::from_secs(30), || acked
+        .load(Ordering::Relaxed)
+        > during + 100));
+    stop.store(true, Ordering::Relaxed);
+    rt.block_on(writer).unwrap();
+    let written = acked.load(Ordering::Relaxed);
     let r = replica.endpoint();
     rt.block_on(async {
-        // Writes continue while the replica copies.
-        put_range(&m, "c", 0..3000).await;
         let status = wait_caught_up(&m, 1, Duration::from_secs(60)).await;
         assert!(
             status.replicas[0]
@@ -212,15 +273,8 @@ fn replica_behind_retention_resyncs_fully_while_writes_continue() {
             "every shard needed a full resync: {status:#?}"
         );
         assert_all_readable(&r, "b", 0..3000).await;
-        assert_all_readable(&r, "c", 0..3000).await;
+        assert_all_readable(&r, "c", 0..written).await;
     });
-    assert!(
-        replica
-            .stdout
-            .all()
-            .iter()
-            .any(|l| l.contains("full resync finished"))
-    );
     verify(&m);
 }
 
@@ -229,7 +283,7 @@ fn master_killed_during_writes_comes_back_and_replicas_reconnect() {
     let dir = tempfile::tempdir().unwrap();
     let mut master = NodeProcess::master(&dir.path().join("m"), 2, &[]);
     let m = master.endpoint();
-    let _replica = NodeProcess::replica(&dir.path().join("r"), 2, &m, &[]);
+    let replica = NodeProcess::replica(&dir.path().join("r"), 2, &m, &[]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let writer = {
@@ -256,6 +310,26 @@ fn master_killed_during_writes_comes_back_and_replicas_reconnect() {
     master.kill9();
     rt.block_on(writer).unwrap();
     let acked = acked.lock().unwrap().clone();
+    // The replica keeps serving reads and says its link is down, since when, and why.
+    let r = replica.endpoint();
+    let link_down = harness::wait_until(Duration::from_secs(10), || {
+        let status = rt.block_on(async { client(&r).await.status(ctx()).await.unwrap().unwrap() });
+        status
+            .master_link
+            .is_some_and(|l| l.state == shared::LinkState::Down && l.last_error.is_some())
+    });
+    assert!(link_down, "the replica did not report its master link down");
+    let first = format!("w{}", acked[0]);
+    assert_eq!(
+        kvctl(&r, &["get", &first], None).status.code(),
+        Some(0),
+        "reads go on"
+    );
+    let text = String::from_utf8_lossy(&kvctl(&r, &["status"], None).stdout).into_owned();
+    assert!(
+        text.contains("down"),
+        "kvctl status on the replica shows the link down:\n{text}"
+    );
     master.restart();
     rt.block_on(async {
         wait_caught_up(&m, 1, Duration::from_secs(60)).await;
