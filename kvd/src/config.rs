@@ -57,6 +57,14 @@ pub struct Args {
     /// A replica not heard from for this many milliseconds is marked down.
     #[arg(long, env = "KVD_REPLICA_TIMEOUT_MS", default_value_t = 5_000)]
     pub replica_timeout_ms: u64,
+    /// Port of the HTTP endpoint with /metrics, /health and /ready, on the same host; 0 turns
+    /// it off [default: --port + 1000, or a port the OS picks when --port=0].
+    #[arg(long, env = "KVD_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+    /// A replica reports ready (/ready) only while every shard is at most this many operations
+    /// behind the master.
+    #[arg(long, env = "KVD_READY_MAX_LAG", default_value_t = 10_000)]
+    pub ready_max_lag: u64,
     /// Most open connections from one client IP address.
     #[arg(long, env = "KVD_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
     pub max_connections_per_ip: usize,
@@ -69,6 +77,9 @@ pub struct Args {
     /// Most log files kept; older ones are deleted.
     #[arg(long, env = "KVD_LOG_MAX_FILES", default_value_t = 7)]
     pub log_max_files: usize,
+    /// Format of the log files (stdout stays human-readable).
+    #[arg(long, env = "KVD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Log filter, e.g. `info` or `kvd=debug` [default: RUST_LOG, else info].
     #[arg(long, env = "KVD_LOG_LEVEL")]
     pub log_level: Option<String>,
@@ -81,6 +92,15 @@ pub enum SyncArg {
     Always,
     /// Acknowledge once written to the OS.
     None,
+}
+
+/// `--log-format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// `--log-rotation` values.
@@ -119,6 +139,10 @@ pub struct Config {
     pub log_retention: u64,
     /// Connection cap per client IP.
     pub max_connections_per_ip: usize,
+    /// Port of the metrics endpoint (`Some(0)`: the OS picks), `None` when turned off.
+    pub metrics_port: Option<u16>,
+    /// Lag (operations) under which a replica is ready.
+    pub ready_max_lag: u64,
     /// Default replica acknowledgements per write.
     pub min_acks: u32,
     /// Default wait for acknowledgements.
@@ -140,6 +164,8 @@ pub struct LogConfig {
     pub max_files: usize,
     /// Filter directive (`None`: `RUST_LOG`, else `info`).
     pub level: Option<String>,
+    /// File format.
+    pub format: LogFormat,
 }
 
 /// Most shards a node may have.
@@ -215,6 +241,19 @@ impl Args {
         if self.log_max_files == 0 {
             return bad("--log-max-files must be at least 1".into());
         }
+        let metrics_port = match (self.metrics_port, self.port) {
+            (Some(0), _) => None,
+            (Some(p), _) => Some(p),
+            (None, 0) => Some(0),
+            (None, p) => match p.checked_add(1000) {
+                Some(m) => Some(m),
+                None => {
+                    return bad(format!(
+                        "--port={p} leaves no room for the default metrics port (port + 1000): give --metrics-port, or 0 to turn it off"
+                    ));
+                }
+            },
+        };
         let data_dir = self
             .data_dir
             .unwrap_or_else(|| PathBuf::from(format!("./data/node-{}", self.port)));
@@ -233,6 +272,8 @@ impl Args {
             max_value_bytes: self.max_value_bytes,
             log_retention: self.log_retention,
             max_connections_per_ip: self.max_connections_per_ip,
+            metrics_port,
+            ready_max_lag: self.ready_max_lag,
             min_acks: self.min_acks,
             acks_timeout: std::time::Duration::from_millis(self.acks_timeout_ms),
             replica_timeout: std::time::Duration::from_millis(self.replica_timeout_ms),
@@ -241,36 +282,9 @@ impl Args {
                 rotation: self.log_rotation,
                 max_files: self.log_max_files,
                 level: self.log_level,
+                format: self.log_format,
             },
         })
-    }
-}
-
-impl Config {
-    /// A master on loopback port 0 with its data in `dir`, for tests.
-    #[must_use]
-    pub fn for_test(dir: &std::path::Path, shards: u32) -> Self {
-        Self {
-            port: 0,
-            shards,
-            master: None,
-            host: "127.0.0.1".into(),
-            data_dir: dir.to_path_buf(),
-            sync: SyncPolicy::Always,
-            max_key_bytes: limits::DEFAULT_MAX_KEY_BYTES,
-            max_value_bytes: limits::DEFAULT_MAX_VALUE_BYTES,
-            log_retention: 1_000_000,
-            max_connections_per_ip: 256,
-            min_acks: 0,
-            acks_timeout: std::time::Duration::from_secs(5),
-            replica_timeout: std::time::Duration::from_secs(5),
-            log: LogConfig {
-                dir: dir.join("logs"),
-                rotation: Rotation::Never,
-                max_files: 1,
-                level: None,
-            },
-        }
     }
 }
 
@@ -315,6 +329,28 @@ mod tests {
         let c = parse(&["--replica=true", "--master=http://localhost:3000"]).expect("replica");
         assert_eq!(c.master.expect("master").port, 3000);
         assert!(parse(&["--master=http://localhost:3000"]).is_err());
+    }
+
+    #[test]
+    fn metrics_port_defaults() {
+        assert_eq!(
+            parse(&["--port=3000"]).expect("default").metrics_port,
+            Some(4000)
+        );
+        assert_eq!(parse(&["--port=0"]).expect("os pick").metrics_port, Some(0));
+        assert_eq!(
+            parse(&["--metrics-port=0"]).expect("off").metrics_port,
+            None
+        );
+        assert_eq!(
+            parse(&["--metrics-port=9100"]).expect("given").metrics_port,
+            Some(9100)
+        );
+        assert!(
+            parse(&["--port=65000"])
+                .expect_err("overflow")
+                .contains("--metrics-port")
+        );
     }
 
     #[test]

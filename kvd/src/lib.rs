@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod logging;
+pub mod metrics;
 pub mod node;
 pub mod replication;
 pub mod rpc;
@@ -57,6 +58,19 @@ pub enum KvdError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The metrics port cannot be bound.
+    #[error(
+        "cannot listen for metrics on {addr}: {source}; pick another --metrics-port, or --metrics-port=0 to turn the endpoint off"
+    )]
+    MetricsBind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The metrics registry could not be built.
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
     /// The master refused this replica for good.
     #[error("the master refused this replica: {0}")]
     Refused(shared::KvError),
@@ -66,6 +80,7 @@ pub enum KvdError {
 pub struct Server {
     node: Node,
     listener: TcpListener,
+    metrics: Option<(TcpListener, SocketAddr)>,
     local_addr: SocketAddr,
     advertised: String,
 }
@@ -104,14 +119,43 @@ impl Server {
             port: local_addr.port(),
         }
         .to_string();
-        let node = Node::open(cfg)?;
+        let metrics = match cfg.metrics_port {
+            Some(port) => {
+                let maddr = SocketAddr::new(addr.ip(), port);
+                let l = metrics::bind(maddr)
+                    .await
+                    .map_err(|source| KvdError::MetricsBind {
+                        addr: maddr,
+                        source,
+                    })?;
+                let bound = l.local_addr().map_err(|source| KvdError::MetricsBind {
+                    addr: maddr,
+                    source,
+                })?;
+                Some((l, bound))
+            }
+            None => None,
+        };
+        let role = if cfg.master.is_some() {
+            shared::Role::Replica
+        } else {
+            shared::Role::Master
+        };
+        let node = Node::open(cfg, std::sync::Arc::new(metrics::Metrics::new(role)?))?;
         node.set_advertised(advertised.clone());
         Ok(Self {
             node,
             listener,
+            metrics,
             local_addr,
             advertised,
         })
+    }
+
+    /// The address of the metrics endpoint, when it is on.
+    #[must_use]
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, a)| *a)
     }
 
     /// The address the listener is bound to.
@@ -135,6 +179,7 @@ impl Server {
         let Self {
             node,
             listener,
+            metrics,
             local_addr,
             advertised,
         } = self;
@@ -147,12 +192,16 @@ impl Server {
             data_dir = %cfg.data_dir.display(),
             sync = %cfg.sync.as_str(),
             node_id = %node.node_id(),
+            metrics = %metrics.as_ref().map_or_else(|| "off".to_string(), |(_, a)| a.to_string()),
             version = env!("CARGO_PKG_VERSION"),
             "kvd started"
         );
         let stop = CancellationToken::new();
         let close_connections = CancellationToken::new();
         let tracker = TaskTracker::new();
+        if let Some((listener, _)) = metrics {
+            tracker.spawn(metrics::serve(listener, node.clone(), stop.clone()));
+        }
         let master = cfg.master.as_ref().map(ToString::to_string);
         if let Some(master) = &master {
             tracing::info!(%master, "following the master");

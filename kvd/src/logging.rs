@@ -8,9 +8,9 @@
 use std::io::IsTerminal;
 
 use tracing_appender::{non_blocking::WorkerGuard, rolling};
-use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{EnvFilter, Layer, fmt, layer::SubscriberExt, util::SubscriberInitExt};
 
-use crate::config::{LogConfig, Rotation};
+use crate::config::{LogConfig, LogFormat, Rotation};
 
 /// The filter when neither --log-level nor RUST_LOG is set: the engine's own info lines
 /// (one per keyspace opened) are noise to an operator, and tarpc's per-request info span costs
@@ -80,6 +80,13 @@ pub fn init(cfg: &LogConfig) -> Result<WorkerGuard, LogError> {
         .thread_name("kvd-log-writer")
         .finish(appender);
 
+    let file_layer = match cfg.format {
+        LogFormat::Text => fmt::layer()
+            .with_writer(file_writer)
+            .with_ansi(false)
+            .boxed(),
+        LogFormat::Json => fmt::layer().json().with_writer(file_writer).boxed(),
+    };
     tracing_subscriber::registry()
         .with(filter)
         .with(
@@ -87,7 +94,7 @@ pub fn init(cfg: &LogConfig) -> Result<WorkerGuard, LogError> {
                 .with_writer(std::io::stdout)
                 .with_ansi(std::io::stdout().is_terminal()),
         )
-        .with(fmt::layer().with_writer(file_writer).with_ansi(false))
+        .with(file_layer)
         .try_init()
         .map_err(|e| LogError::AlreadySet(e.to_string()))?;
 

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Config,
+    metrics::Metrics,
     replication::{MAX_PULL_WAIT_MS, MasterState, PULL_MAX_ENTRIES, ReplicaState},
     storage::{NodeMeta, ShardStore, StorageError, WriteKind, WriterHandle, meta::DirLock},
 };
@@ -36,6 +37,7 @@ pub struct Node {
 }
 
 struct Inner {
+    metrics: Arc<Metrics>,
     role: RoleState,
     /// Fires at shutdown: long polls and followers stop waiting.
     cancel: CancellationToken,
@@ -86,7 +88,7 @@ impl Node {
     ///
     /// # Errors
     /// When the directory is locked, made for another shard count, or a shard fails to open.
-    pub fn open(cfg: Config) -> Result<Self, StorageError> {
+    pub fn open(cfg: Config, metrics: Arc<Metrics>) -> Result<Self, StorageError> {
         let (meta, lock) = NodeMeta::open(&cfg.data_dir, cfg.shards)?;
         let mut shards = Vec::with_capacity(cfg.shards as usize);
         let mut resyncing = Vec::with_capacity(cfg.shards as usize);
@@ -96,7 +98,12 @@ impl Node {
                 id,
             )?);
             resyncing.push(store.resync_pending()?);
-            let writer = WriterHandle::spawn(Arc::clone(&store), cfg.sync, cfg.log_retention)?;
+            let writer = WriterHandle::spawn(
+                Arc::clone(&store),
+                cfg.sync,
+                cfg.log_retention,
+                Some(metrics.shard(id)),
+            )?;
             shards.push(Shard { store, writer });
         }
         let role = match &cfg.master {
@@ -105,6 +112,7 @@ impl Node {
         };
         Ok(Self {
             inner: Arc::new(Inner {
+                metrics,
                 role,
                 cancel: CancellationToken::new(),
                 cfg,
@@ -123,6 +131,70 @@ impl Node {
     #[must_use]
     pub fn advertised(&self) -> String {
         self.inner.advertised.get().cloned().unwrap_or_default()
+    }
+
+    /// The node's metrics.
+    #[must_use]
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// On a replica, per shard: operations behind the master's sequence as of the last pull.
+    #[must_use]
+    pub fn replica_lag(&self) -> Vec<u64> {
+        match &self.inner.role {
+            RoleState::Master(_) => Vec::new(),
+            RoleState::Replica(r) => (0..self.inner.cfg.shards)
+                .map(|i| {
+                    let applied = self
+                        .inner
+                        .shards
+                        .get(i as usize)
+                        .map_or(0, |s| *s.writer.last_seq().borrow());
+                    r.shard(i).map_or(0, |s| {
+                        s.master_seq.load(Ordering::Relaxed).saturating_sub(applied)
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether the node can do its job: a master whose storage is open always can; a replica
+    /// needs its master link up, no shard in a full resync, and every shard within
+    /// `--ready-max-lag` operations of the master.
+    ///
+    /// # Errors
+    /// A short reason when it cannot.
+    pub fn readiness(&self) -> Result<(), String> {
+        let RoleState::Replica(r) = &self.inner.role else {
+            return Ok(());
+        };
+        let link = r.link();
+        if link.state != shared::LinkState::Up {
+            let secs = crate::replication::unix_ms().saturating_sub(link.since_unix_ms) / 1000;
+            return Err(format!(
+                "master link to {} down for {secs}s: {}",
+                link.master,
+                link.last_error
+                    .unwrap_or_else(|| "not connected yet".into())
+            ));
+        }
+        for i in 0..self.inner.cfg.shards {
+            if r.shard(i)
+                .is_some_and(|s| s.resyncing.load(Ordering::Acquire))
+            {
+                return Err(format!("shard {i} is being copied by a full resync"));
+            }
+        }
+        let max = self.inner.cfg.ready_max_lag;
+        for (i, lag) in self.replica_lag().into_iter().enumerate() {
+            if lag > max {
+                return Err(format!(
+                    "shard {i} is {lag} operations behind the master (--ready-max-lag {max})"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The role.
@@ -237,6 +309,12 @@ impl Node {
         let i = shard_for(key, u32::try_from(n).unwrap_or(u32::MAX)) as usize;
         // shard_for returns a value below n.
         &self.inner.shards[i.min(n - 1)]
+    }
+
+    /// The shard that owns `key`.
+    #[must_use]
+    pub fn shard_of(&self, key: &[u8]) -> u32 {
+        shard_for(key, self.inner.cfg.shards)
     }
 
     /// Shard number `id`.

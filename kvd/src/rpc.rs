@@ -16,7 +16,7 @@ use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use futures::StreamExt;
@@ -32,8 +32,9 @@ use tarpc::{
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::Instrument;
 
-use crate::node::Node;
+use crate::{metrics::Op, node::Node};
 
 /// Most requests of one connection handled at once; beyond it the connection is read no further
 /// until one finishes (backpressure on that client only).
@@ -47,35 +48,63 @@ pub struct RpcServer {
     node: Node,
 }
 
+impl RpcServer {
+    /// Runs one request: admission (refused during shutdown), a span with its operation and
+    /// shard (at debug level, so it costs nothing unless asked for), and its metrics.
+    async fn handle<T>(
+        &self,
+        op: Op,
+        shard: Option<u32>,
+        work: impl Future<Output = Result<T, KvError>>,
+    ) -> Result<T, KvError> {
+        let started = Instant::now();
+        let result = match self.node.admit() {
+            Ok(_guard) => {
+                work.instrument(tracing::debug_span!("request", op = op.as_str(), shard))
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        self.node
+            .metrics()
+            .requests
+            .observe(op, result.is_ok(), started.elapsed());
+        result
+    }
+}
+
 impl Kv for RpcServer {
     async fn get(self, _: Context, key: ByteBuf) -> Result<Option<Versioned>, KvError> {
-        let _guard = self.node.admit()?;
-        self.node.get(&key)
+        let shard = self.node.shard_of(&key);
+        self.handle(Op::Get, Some(shard), async { self.node.get(&key) })
+            .await
     }
 
     async fn put(self, _: Context, req: PutRequest) -> Result<Version, KvError> {
-        let _guard = self.node.admit()?;
-        self.node.put(req).await
+        let shard = self.node.shard_of(&req.key);
+        self.handle(Op::Put, Some(shard), self.node.put(req)).await
     }
 
     async fn delete(self, _: Context, key: ByteBuf) -> Result<Option<Version>, KvError> {
-        let _guard = self.node.admit()?;
-        self.node.delete(key.into_vec()).await
+        let shard = self.node.shard_of(&key);
+        self.handle(Op::Delete, Some(shard), self.node.delete(key.into_vec()))
+            .await
     }
 
     async fn scan(self, _: Context, req: ScanRequest) -> Result<ScanPage, KvError> {
-        let _guard = self.node.admit()?;
-        self.node.scan(req).await
+        self.handle(Op::Scan, None, self.node.scan(req)).await
     }
 
     async fn status(self, _: Context) -> Result<NodeStatus, KvError> {
-        let _guard = self.node.admit()?;
-        Ok(self.node.status())
+        self.handle(Op::Status, None, async { Ok(self.node.status()) })
+            .await
     }
 
     async fn cluster_status(self, _: Context) -> Result<ClusterStatus, KvError> {
-        let _guard = self.node.admit()?;
-        self.node.cluster_status()
+        self.handle(Op::ClusterStatus, None, async {
+            self.node.cluster_status()
+        })
+        .await
     }
 
     async fn digest(
@@ -85,24 +114,30 @@ impl Kv for RpcServer {
         at_seq: Option<u64>,
         wait_ms: u32,
     ) -> Result<Digest, KvError> {
-        let _guard = self.node.admit()?;
         let wait = Duration::from_millis(u64::from(wait_ms.min(MAX_DIGEST_WAIT_MS)));
-        self.node.digest(shard, at_seq, wait).await
+        self.handle(
+            Op::Digest,
+            Some(shard),
+            self.node.digest(shard, at_seq, wait),
+        )
+        .await
     }
 
     async fn join(self, _: Context, req: JoinRequest) -> Result<JoinReply, KvError> {
-        let _guard = self.node.admit()?;
-        self.node.join(&req)
+        self.handle(Op::Join, None, async { self.node.join(&req) })
+            .await
     }
 
     async fn pull(self, _: Context, req: PullRequest) -> Result<PullReply, KvError> {
-        let _guard = self.node.admit()?;
-        self.node.pull(req).await
+        let shard = req.shard;
+        self.handle(Op::Pull, Some(shard), self.node.pull(req))
+            .await
     }
 
     async fn snapshot(self, _: Context, req: SnapshotRequest) -> Result<SnapshotPage, KvError> {
-        let _guard = self.node.admit()?;
-        self.node.snapshot(req).await
+        let shard = req.shard;
+        self.handle(Op::Snapshot, Some(shard), self.node.snapshot(req))
+            .await
     }
 }
 
@@ -172,8 +207,11 @@ pub async fn accept_loop(
                 };
                 let server = RpcServer { node: node.clone() };
                 let close = close_connections.clone();
+                let open = node.metrics().connections.clone();
+                open.inc();
                 tracker.spawn(async move {
                     serve_connection(stream, peer, server, max_frame, close).await;
+                    open.dec();
                     drop(slot);
                 });
             }

@@ -25,4 +25,4 @@ pub mod writer;
 pub use error::StorageError;
 pub use meta::NodeMeta;
 pub use shard::ShardStore;
-pub use writer::{WriteKind, WriterHandle, WriterStats};
+pub use writer::{ShardMetrics, WriteKind, WriterHandle, WriterStats};

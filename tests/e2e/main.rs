@@ -5,5 +5,6 @@
 mod cli;
 mod durability;
 mod garbage;
+mod monitoring;
 mod replication;
 mod startup;

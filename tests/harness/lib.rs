@@ -95,6 +95,8 @@ pub struct NodeProcess {
     child: Child,
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// The address of its metrics endpoint, when on.
+    pub metrics: Option<SocketAddr>,
     /// Its stdout, line by line.
     pub stdout: Lines,
     stderr: Arc<Mutex<String>>,
@@ -146,11 +148,12 @@ impl NodeProcess {
             sink.lock().unwrap().push_str(&buf);
         });
         let deadline = Instant::now() + START_TIMEOUT;
-        let addr = loop {
+        let (addr, metrics) = loop {
             if let Some(line) = stdout.wait_for("kvd started", Duration::from_millis(50)) {
-                break parse_field(&line, "listen=")
+                let addr = parse_field(&line, "listen=")
                     .parse()
                     .expect("listen address");
+                break (addr, parse_field(&line, "metrics=").parse().ok());
             }
             if let Ok(Some(status)) = child.try_wait() {
                 // Give the reader threads a moment to collect the output.
@@ -175,6 +178,7 @@ impl NodeProcess {
         Ok(Self {
             child,
             addr,
+            metrics,
             stdout,
             stderr,
             args: args.to_vec(),
@@ -252,6 +256,12 @@ impl NodeProcess {
         status
     }
 
+    /// GETs `path` on the metrics endpoint: status code and body.
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        let addr = self.metrics.expect("the node has a metrics endpoint");
+        http_get(&format!("http://{addr}{path}"))
+    }
+
     /// Starts the same node again (same flags, same port) after it stopped.
     pub fn restart(&mut self) {
         assert!(!self.is_running(), "restart of a running node");
@@ -260,11 +270,13 @@ impl NodeProcess {
             .iter()
             .map(|a| {
                 if a == "--port=0" {
-                    format!("--port={}", self.addr.port())
+                    let metrics = self.metrics.map_or(0, |m| m.port());
+                    format!("--port={} --metrics-port={metrics}", self.addr.port())
                 } else {
                     a.clone()
                 }
             })
+            .flat_map(|a| a.split(' ').map(String::from).collect::<Vec<_>>())
             .collect();
         let started =
             Self::start(&self.cwd, &args).unwrap_or_else(|e| panic!("kvd did not restart: {e:?}"));
@@ -278,6 +290,21 @@ impl Drop for NodeProcess {
             self.kill9();
         }
     }
+}
+
+/// GETs `url` (status code and body); non-2xx statuses are answers, not errors.
+pub fn http_get(url: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut resp = agent
+        .get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = resp.status().as_u16();
+    (status, resp.body_mut().read_to_string().expect("body"))
 }
 
 /// The flags of a replica (see [`NodeProcess::replica`]).

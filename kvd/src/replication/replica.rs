@@ -5,7 +5,7 @@
 //!
 //! ```text
 //!  run ── loop: connect, join ──(refused: shard count / duplicate id)──> fatal, kvd exits
-//!          │        └─(unreachable)──> link down, back off 100 ms .. 5 s, retry
+//!          │        └─(unreachable)──> link down, back off 100 ms .. 1 s, retry
 //!          └─ try_join_all(follow(shard) for every shard) ──(link error)──> link down, retry
 //! ```
 
@@ -33,7 +33,7 @@ const NO_HOLD: u64 = u64::MAX;
 const PULL_WAIT_MS: u32 = 1_000;
 /// First and last back-off between reconnection attempts.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Per-shard replication state of a replica.
 #[derive(Debug)]
@@ -44,6 +44,8 @@ pub struct ReplicaShard {
     pub partial_resyncs: AtomicU64,
     /// Times it copied the whole shard.
     pub full_resyncs: AtomicU64,
+    /// The master's last sequence on the shard as of the last pull.
+    pub master_seq: AtomicU64,
     /// A digest waiting at this sequence: the follower applies nothing past it meanwhile.
     hold_at: AtomicU64,
     hold_released: Notify,
@@ -93,6 +95,7 @@ impl ReplicaState {
                     resyncing: AtomicBool::new(r),
                     partial_resyncs: AtomicU64::new(0),
                     full_resyncs: AtomicU64::new(0),
+                    master_seq: AtomicU64::new(0),
                     hold_at: AtomicU64::new(NO_HOLD),
                     hold_released: Notify::new(),
                 })
@@ -257,6 +260,7 @@ async fn follow(
                 first_seq,
                 master_seq,
             } => {
+                repl.master_seq.store(master_seq, Ordering::Relaxed);
                 tracing::info!(
                     shard,
                     from_seq,
@@ -266,7 +270,11 @@ async fn follow(
                 );
                 full_resync(node, state, client, shard).await?;
             }
-            PullReply::Entries { entries, .. } => {
+            PullReply::Entries {
+                entries,
+                master_seq,
+            } => {
+                repl.master_seq.store(master_seq, Ordering::Relaxed);
                 if first && from_seq > 0 {
                     repl.partial_resyncs.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(

@@ -21,7 +21,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
     },
     thread::JoinHandle,
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
 use fjall::PersistMode;
@@ -102,6 +102,14 @@ enum Msg {
 /// written up to and including it).
 const HISTORY_COMMITS: usize = 100_000;
 
+/// Histograms a writer records each group commit in.
+pub struct ShardMetrics {
+    /// Writes per commit.
+    pub batch_size: prometheus::Histogram,
+    /// Duration of the commit, fsync included.
+    pub commit_seconds: prometheus::Histogram,
+}
+
 /// Counters the writer publishes; read without locks by status and metrics.
 #[derive(Debug, Default)]
 pub struct WriterStats {
@@ -135,6 +143,7 @@ impl WriterHandle {
         store: Arc<ShardStore>,
         sync: SyncPolicy,
         log_retention: u64,
+        metrics: Option<ShardMetrics>,
     ) -> Result<Self, StorageError> {
         let shard = store.id();
         let (last_seq, keys) = store.counters()?;
@@ -147,6 +156,7 @@ impl WriterHandle {
         let (seq_tx, seq_rx) = watch::channel(last_seq);
         let history = Arc::new(Mutex::new(VecDeque::from([(last_seq, 0)])));
         let writer = Writer {
+            metrics,
             history: Arc::clone(&history),
             store,
             sync,
@@ -285,6 +295,7 @@ impl WriterHandle {
 }
 
 struct Writer {
+    metrics: Option<ShardMetrics>,
     history: Arc<Mutex<VecDeque<(u64, u64)>>>,
     store: Arc<ShardStore>,
     sync: SyncPolicy,
@@ -473,15 +484,24 @@ impl Writer {
         if written > 0 {
             batch.insert(&self.store.meta, META_LAST_SEQ, seq.to_be_bytes());
             batch.insert(&self.store.meta, META_KEYS, keys.to_be_bytes());
+            let started = Instant::now();
             if let Err(e) = batch.commit() {
                 tracing::error!(shard, error = %e, "group commit failed; its writes are refused");
                 return self.fail(ops, &e.to_string());
             }
+            self.observe(written, started);
             self.published(seq, keys, written, log_bytes);
         }
         for (op, result) in ops.drain(..).zip(results) {
             // The caller may have gone (deadline); the write stands either way.
             let _ = op.reply.send(result);
+        }
+    }
+
+    fn observe(&self, writes: u64, started: Instant) {
+        if let Some(m) = &self.metrics {
+            m.batch_size.observe(writes as f64);
+            m.commit_seconds.observe(started.elapsed().as_secs_f64());
         }
     }
 
@@ -558,7 +578,9 @@ impl Writer {
         }
         batch.insert(&self.store.meta, META_LAST_SEQ, seq.to_be_bytes());
         batch.insert(&self.store.meta, META_KEYS, keys.to_be_bytes());
+        let started = Instant::now();
         batch.commit()?;
+        self.observe(count, started);
         self.published(seq, keys, count, log_bytes);
         Ok(seq)
     }
@@ -649,7 +671,7 @@ mod tests {
     fn open(dir: &std::path::Path) -> (Arc<ShardStore>, WriterHandle) {
         let store = Arc::new(ShardStore::open(dir, 0).expect("open"));
         let writer =
-            WriterHandle::spawn(Arc::clone(&store), SyncPolicy::Always, 1000).expect("spawn");
+            WriterHandle::spawn(Arc::clone(&store), SyncPolicy::Always, 1000, None).expect("spawn");
         (store, writer)
     }
 
@@ -725,7 +747,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let store = Arc::new(ShardStore::open(dir.path(), 0).expect("open"));
-            let w = WriterHandle::spawn(Arc::clone(&store), SyncPolicy::Always, 5).expect("spawn");
+            let w = WriterHandle::spawn(Arc::clone(&store), SyncPolicy::Always, 5, None)
+                .expect("spawn");
             for i in 0..20 {
                 w.submit(put(&format!("k{i}"), "v", PutCondition::None))
                     .await
@@ -740,7 +763,8 @@ mod tests {
         }
         let store = Arc::new(ShardStore::open(dir.path(), 0).expect("reopen"));
         assert_eq!(store.counters().expect("counters"), (20, 20));
-        let w = WriterHandle::spawn(Arc::clone(&store), SyncPolicy::Always, 2).expect("spawn");
+        let w =
+            WriterHandle::spawn(Arc::clone(&store), SyncPolicy::Always, 2, None).expect("spawn");
         assert_eq!(
             store.log.iter().count(),
             2,

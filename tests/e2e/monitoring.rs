@@ -1,0 +1,304 @@
+//! The metrics endpoint, health and readiness, JSON log files and their rotation.
+
+use std::{collections::HashSet, time::Duration};
+
+use harness::{NodeProcess, client, ctx, wait_caught_up, wait_until};
+use prometheus_parse::{Sample, Scrape, Value};
+use serde_bytes::ByteBuf;
+use shared::PutRequest;
+
+fn scrape(node: &NodeProcess) -> Scrape {
+    let (status, body) = node.http_get("/metrics");
+    assert_eq!(status, 200);
+    Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).expect("a valid exposition")
+}
+
+fn samples<'a>(s: &'a Scrape, name: &str) -> Vec<&'a Sample> {
+    s.samples.iter().filter(|x| x.metric == name).collect()
+}
+
+fn value(s: &Sample) -> f64 {
+    match s.value {
+        Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
+        _ => panic!("{} is not a single value", s.metric),
+    }
+}
+
+fn requests(s: &Scrape, op: &str, result: &str) -> f64 {
+    samples(s, "kvd_requests_total")
+        .into_iter()
+        .filter(|x| x.labels.get("op") == Some(op) && x.labels.get("result") == Some(result))
+        .map(value)
+        .sum()
+}
+
+#[test]
+fn metrics_of_a_master_with_a_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = NodeProcess::master(&dir.path().join("m"), 3, &[]);
+    let m = master.endpoint();
+    let replica = NodeProcess::replica(&dir.path().join("r"), 3, &m, &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(wait_caught_up(&m, 1, Duration::from_secs(60)));
+    let before = scrape(&master);
+    let puts_before = requests(&before, "put", "ok");
+    rt.block_on(async {
+        let c = client(&m).await;
+        for i in 0..200u32 {
+            c.put(ctx(), PutRequest::new(format!("k{i}"), "v"))
+                .await
+                .unwrap()
+                .unwrap();
+            c.get(ctx(), ByteBuf::from(format!("k{i}").into_bytes()))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        // One refused request counts as an error.
+        assert!(c.get(ctx(), ByteBuf::new()).await.unwrap().is_err());
+        wait_caught_up(&m, 1, Duration::from_secs(60)).await;
+    });
+    let after = scrape(&master);
+    assert!(
+        (requests(&after, "put", "ok") - puts_before - 200.0).abs() < 0.5,
+        "200 puts were counted"
+    );
+    assert!(requests(&after, "get", "ok") >= 200.0);
+    assert!(requests(&after, "get", "error") >= 1.0);
+    assert!(
+        requests(&after, "pull", "ok") >= 1.0,
+        "the replica's pulls are counted"
+    );
+
+    // Lag gauges for the replica on every shard, at 0 once caught up.
+    let lag = samples(&after, "kvd_replica_lag_operations");
+    let shards: HashSet<&str> = lag.iter().filter_map(|s| s.labels.get("shard")).collect();
+    assert_eq!(
+        shards,
+        HashSet::from(["0", "1", "2"]),
+        "a lag gauge per shard"
+    );
+    assert!(lag.iter().all(|s| value(s) == 0.0));
+    for name in [
+        "kvd_replica_lag_bytes",
+        "kvd_replica_lag_seconds",
+        "kvd_replica_full_resyncs_total",
+    ] {
+        assert_eq!(samples(&after, name).len(), 3, "{name} per shard");
+    }
+    let link = samples(&after, "kvd_replica_link_up");
+    assert_eq!(link.len(), 1);
+    assert_eq!(
+        link[0].labels.get("address"),
+        Some(replica.addr.to_string().as_str())
+    );
+    assert_eq!(value(link[0]), 1.0);
+    let keys: f64 = samples(&after, "kvd_shard_keys")
+        .into_iter()
+        .map(value)
+        .sum();
+    assert_eq!(keys, 200.0);
+
+    // Histograms come with buckets, a sum and a count.
+    let put_latency = samples(&after, "kvd_request_duration_seconds")
+        .into_iter()
+        .find(|s| s.labels.get("op") == Some("put"))
+        .expect("put latency histogram");
+    let Value::Histogram(buckets) = &put_latency.value else {
+        panic!("not a histogram")
+    };
+    assert!(buckets.len() > 5);
+    assert!(
+        buckets
+            .iter()
+            .any(|b| b.less_than.is_infinite() && b.count >= 200.0)
+    );
+    for name in [
+        "kvd_request_duration_seconds_sum",
+        "kvd_request_duration_seconds_count",
+    ] {
+        let s = samples(&after, name)
+            .into_iter()
+            .find(|s| s.labels.get("op") == Some("put"))
+            .expect(name);
+        assert!(value(s) > 0.0, "{name}");
+    }
+    let batches = samples(&after, "kvd_commit_batch_size");
+    assert_eq!(batches.len(), 3, "a batch-size histogram per shard");
+    assert!(
+        samples(&after, "kvd_commit_duration_seconds_count")
+            .iter()
+            .map(|s| value(s))
+            .sum::<f64>()
+            >= 1.0
+    );
+    assert_eq!(samples(&after, "kvd_build_info").len(), 1);
+    assert!(!samples(&after, "kvd_open_connections").is_empty());
+    assert!(
+        !samples(&after, "kvd_process_resident_memory_bytes").is_empty(),
+        "process metrics"
+    );
+
+    // The replica's own view.
+    let r = scrape(&replica);
+    assert_eq!(
+        samples(&r, "kvd_master_link_up")
+            .iter()
+            .map(|s| value(s))
+            .sum::<f64>(),
+        1.0
+    );
+    assert_eq!(samples(&r, "kvd_master_lag_operations").len(), 3);
+}
+
+#[test]
+fn replica_readiness_follows_its_master() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut master = NodeProcess::master(&dir.path().join("m"), 2, &[]);
+    let m = master.endpoint();
+    let replica = NodeProcess::replica(&dir.path().join("r"), 2, &m, &[]);
+    assert!(wait_until(Duration::from_secs(10), || replica
+        .http_get("/ready")
+        .0
+        == 200));
+    assert_eq!(master.http_get("/ready").0, 200);
+
+    master.kill9();
+    let killed = std::time::Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(3), || replica.http_get("/ready").0
+            == 503),
+        "not 503 within 3 s"
+    );
+    let (_, body) = replica.http_get("/ready");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["ready"], false);
+    assert!(
+        v["reason"].as_str().unwrap().contains("master link"),
+        "{body}"
+    );
+    assert_eq!(replica.http_get("/health").0, 200);
+    eprintln!("503 after {:?}", killed.elapsed());
+
+    master.restart();
+    let restarted = std::time::Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(3), || replica.http_get("/ready").0
+            == 200),
+        "not 200 within 3 s"
+    );
+    eprintln!("200 again after {:?}", restarted.elapsed());
+    assert_eq!(replica.http_get("/health").0, 200);
+}
+
+/// Listening TCP sockets the process holds (from /proc: its socket inodes in LISTEN state).
+fn listening_sockets(pid: u32) -> usize {
+    let inodes: HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|l| {
+            l.to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')
+                .map(String::from)
+        })
+        .collect();
+    ["tcp", "tcp6"]
+        .iter()
+        .filter_map(|t| std::fs::read_to_string(format!("/proc/{pid}/net/{t}")).ok())
+        .flat_map(|table| table.lines().skip(1).map(String::from).collect::<Vec<_>>())
+        .filter(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            cols.get(3) == Some(&"0A") && cols.get(9).is_some_and(|i| inodes.contains(*i))
+        })
+        .count()
+}
+
+#[test]
+fn metrics_port_zero_opens_nothing_and_a_busy_port_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::master(&dir.path().join("a"), 2, &["--metrics-port=0"]);
+    assert!(node.metrics.is_none());
+    assert_eq!(
+        listening_sockets(node.pid()),
+        1,
+        "only the service port listens"
+    );
+    let with = NodeProcess::master(&dir.path().join("b"), 2, &[]);
+    assert_eq!(
+        listening_sockets(with.pid()),
+        2,
+        "the service port and the metrics port"
+    );
+
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let data = format!("--data-dir={}", dir.path().join("c").display());
+    let args = [
+        "--port=0".to_string(),
+        "--host=127.0.0.1".into(),
+        format!("--metrics-port={port}"),
+        data,
+    ];
+    let err = NodeProcess::start(dir.path(), &args)
+        .err()
+        .expect("a busy metrics port is refused");
+    assert_eq!(err.status.and_then(|s| s.code()), Some(1));
+    assert!(
+        err.stderr.contains("--metrics-port") && err.stderr.contains(&port.to_string()),
+        "{}",
+        err.stderr
+    );
+}
+
+#[test]
+fn json_log_files_and_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    // Old files from earlier days, beyond what --log-max-files keeps.
+    for day in 10..15 {
+        std::fs::write(logs.join(format!("kvd.2026-11-{day}.log")), "{}\n").unwrap();
+    }
+    let log_dir = format!("--log-dir={}", logs.display());
+    let mut node = NodeProcess::master(
+        dir.path(),
+        2,
+        &["--log-format=json", "--log-max-files=2", &log_dir],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = client(&node.endpoint()).await;
+        c.put(ctx(), PutRequest::new("a", "b"))
+            .await
+            .unwrap()
+            .unwrap();
+    });
+    assert!(node.terminate().success());
+    let files: Vec<_> = std::fs::read_dir(&logs)
+        .unwrap()
+        .flatten()
+        .map(|f| f.path())
+        .collect();
+    assert!(files.len() <= 2, "at most 2 log files kept: {files:?}");
+    let today = files.iter().max().unwrap();
+    let text = std::fs::read_to_string(today).unwrap();
+    let mut started = false;
+    for line in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["fields"]["message"] == "kvd started" {
+            started = true;
+            assert_eq!(v["fields"]["shards"], 2);
+        }
+    }
+    assert!(started, "the start-up line is in the JSON log:\n{text}");
+    // Stdout stays human-readable.
+    assert!(
+        node.stdout
+            .all()
+            .iter()
+            .any(|l| l.contains("kvd started") && !l.starts_with('{'))
+    );
+}
