@@ -43,6 +43,10 @@ pub enum Op {
     Scan,
     /// `status`
     Status,
+    /// `mget`
+    Mget,
+    /// `mput`
+    Mput,
     /// `cluster_status`
     ClusterStatus,
     /// `digest`
@@ -55,12 +59,14 @@ pub enum Op {
     Snapshot,
 }
 
-const OPS: [(Op, &str); 10] = [
+const OPS: [(Op, &str); 12] = [
     (Op::Get, "get"),
     (Op::Put, "put"),
     (Op::Delete, "delete"),
     (Op::Scan, "scan"),
     (Op::Status, "status"),
+    (Op::Mget, "mget"),
+    (Op::Mput, "mput"),
     (Op::ClusterStatus, "cluster_status"),
     (Op::Digest, "digest"),
     (Op::Join, "join"),

@@ -14,10 +14,10 @@ use std::{
 
 use serde_bytes::ByteBuf;
 use shared::{
-    ClusterStatus, Digest, Entry, JoinReply, JoinRequest, KvError, NodeStatus, PullReply,
-    PullRequest, PutRequest, Role, ScanPage, ScanRequest, ShardStatus, SnapshotPage,
+    ClusterStatus, Digest, Entry, JoinReply, JoinRequest, KvError, MputRequest, NodeStatus,
+    PullReply, PullRequest, PutRequest, Role, ScanPage, ScanRequest, ShardStatus, SnapshotPage,
     SnapshotRequest, Version, Versioned,
-    limits::{DEFAULT_SCAN_LIMIT, MAX_SCAN_LIMIT, scan_page_bytes},
+    limits::{DEFAULT_SCAN_LIMIT, MAX_BATCH_KEYS, MAX_SCAN_LIMIT, scan_page_bytes},
     routing::shard_for,
 };
 
@@ -416,6 +416,87 @@ impl Node {
                 .await?;
         }
         Ok(seq)
+    }
+
+    /// Reads many keys, in the order asked.
+    ///
+    /// # Errors
+    /// Too many keys, an invalid key, or a storage failure.
+    pub fn mget(&self, keys: &[ByteBuf]) -> Result<Vec<Option<Versioned>>, KvError> {
+        if keys.len() > MAX_BATCH_KEYS {
+            return Err(KvError::InvalidArgument(format!(
+                "mget asks for {} keys; the limit is {MAX_BATCH_KEYS} per call",
+                keys.len()
+            )));
+        }
+        keys.iter().map(|k| self.get(k)).collect()
+    }
+
+    /// Writes many keys: all are checked first, then every shard's writer gets its share at
+    /// once, so they share group commits. Answers once all are durable (and acknowledged by
+    /// the replicas asked for).
+    ///
+    /// # Errors
+    /// Too many keys, an invalid key or value (nothing is written then), `NotMaster` on a
+    /// replica, a storage failure, or too few acknowledgements.
+    pub async fn mput(&self, req: MputRequest) -> Result<Vec<Version>, KvError> {
+        let master = self.writable()?;
+        if req.entries.len() > MAX_BATCH_KEYS {
+            return Err(KvError::InvalidArgument(format!(
+                "mput carries {} keys; the limit is {MAX_BATCH_KEYS} per call",
+                req.entries.len()
+            )));
+        }
+        let max = self.inner.cfg.max_value_bytes;
+        for kv in &req.entries {
+            self.check_key(&kv.key)?;
+            if kv.value.len() > max {
+                return Err(KvError::ValueTooLarge {
+                    len: kv.value.len() as u64,
+                    max: max as u64,
+                });
+            }
+        }
+        let writes = req.entries.into_iter().map(|kv| {
+            let shard = self.shard(&kv.key);
+            let kind = WriteKind::Put {
+                key: kv.key.into_vec(),
+                value: kv.value.into_vec(),
+                condition: shared::PutCondition::None,
+            };
+            async move { (shard.store.id(), shard.writer.submit(kind).await) }
+        });
+        let mut versions = Vec::new();
+        let mut highest: Vec<u64> = vec![0; self.inner.shards.len()];
+        for (shard, result) in futures::future::join_all(writes).await {
+            let version = result?.ok_or_else(|| KvError::Storage {
+                shard,
+                message: "a put was not given a version".into(),
+            })?;
+            if let Some(h) = highest.get_mut(shard as usize) {
+                *h = (*h).max(version);
+            }
+            versions.push(version);
+        }
+        let acks = if req.acks > 0 {
+            req.acks
+        } else {
+            self.inner.cfg.min_acks
+        };
+        if acks > 0 {
+            let timeout = match req.acks_timeout_ms {
+                0 => self.inner.cfg.acks_timeout,
+                ms => Duration::from_millis(u64::from(ms)),
+            };
+            let deadline = Instant::now() + timeout;
+            for (shard, seq) in (0u32..).zip(highest) {
+                if seq > 0 {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    master.wait_acks(shard, seq, acks, left).await?;
+                }
+            }
+        }
+        Ok(versions)
     }
 
     /// Deletes a key; `None` when it was absent.

@@ -22,9 +22,9 @@ use std::{
 use futures::StreamExt;
 use serde_bytes::ByteBuf;
 use shared::{
-    ClusterStatus, Digest, JoinReply, JoinRequest, Kv, KvError, NodeStatus, PullReply, PullRequest,
-    PutRequest, ScanPage, ScanRequest, SnapshotPage, SnapshotRequest, Version, Versioned,
-    limits::server_max_frame_bytes, transport::server_transport,
+    ClusterStatus, Digest, JoinReply, JoinRequest, Kv, KvError, MputRequest, NodeStatus, PullReply,
+    PullRequest, PutRequest, ScanPage, ScanRequest, SnapshotPage, SnapshotRequest, Version,
+    Versioned, limits::server_max_frame_bytes, transport::server_transport,
 };
 use tarpc::{
     context::Context,
@@ -93,6 +93,15 @@ impl Kv for RpcServer {
 
     async fn scan(self, _: Context, req: ScanRequest) -> Result<ScanPage, KvError> {
         self.handle(Op::Scan, None, self.node.scan(req)).await
+    }
+
+    async fn mget(self, _: Context, keys: Vec<ByteBuf>) -> Result<Vec<Option<Versioned>>, KvError> {
+        self.handle(Op::Mget, None, async { self.node.mget(&keys) })
+            .await
+    }
+
+    async fn mput(self, _: Context, req: MputRequest) -> Result<Vec<Version>, KvError> {
+        self.handle(Op::Mput, None, self.node.mput(req)).await
     }
 
     async fn status(self, _: Context) -> Result<NodeStatus, KvError> {

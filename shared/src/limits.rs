@@ -29,3 +29,6 @@ pub fn server_max_frame_bytes(max_key: usize, max_value: usize) -> usize {
 pub fn scan_page_bytes(max_key: usize, max_value: usize) -> usize {
     (max_key + max_value).max(4 * 1024 * 1024)
 }
+
+/// Most keys one `mget` or `mput` carries.
+pub const MAX_BATCH_KEYS: usize = 10_000;

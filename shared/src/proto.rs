@@ -6,8 +6,9 @@
 use serde_bytes::ByteBuf;
 
 use crate::{
-    ClusterStatus, Digest, JoinReply, JoinRequest, KvError, NodeStatus, PullReply, PullRequest,
-    PutRequest, ScanPage, ScanRequest, SnapshotPage, SnapshotRequest, Version, Versioned,
+    ClusterStatus, Digest, JoinReply, JoinRequest, KvError, MputRequest, NodeStatus, PullReply,
+    PullRequest, PutRequest, ScanPage, ScanRequest, SnapshotPage, SnapshotRequest, Version,
+    Versioned,
 };
 
 /// The key-value service a `kvd` node serves.
@@ -22,6 +23,12 @@ pub trait Kv {
     async fn delete(key: ByteBuf) -> Result<Option<Version>, KvError>;
     /// Lists keys in order, by prefix, one page at a time.
     async fn scan(req: ScanRequest) -> Result<ScanPage, KvError>;
+    /// Reads many keys in one call (like Redis MGET); answers in the order asked.
+    async fn mget(keys: Vec<ByteBuf>) -> Result<Vec<Option<Versioned>>, KvError>;
+    /// Writes many keys in one call (like Redis MSET, but each key is its own write: keys on
+    /// different shards are not one transaction). Every entry is checked before anything is
+    /// written; the versions come back in the order given, once all are durable.
+    async fn mput(req: MputRequest) -> Result<Vec<Version>, KvError>;
     /// The node's role, address and per-shard figures.
     async fn status() -> Result<NodeStatus, KvError>;
     /// The master's view of the cluster: itself and every replica with its lag per shard.

@@ -161,6 +161,27 @@ pub struct NodeStatus {
     pub master_link: Option<MasterLink>,
 }
 
+/// Many unconditional puts in one call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct MputRequest {
+    /// Keys and values, written in this order (a key given twice ends with its last value).
+    pub entries: Vec<KeyValue>,
+    /// Replicas that must have applied every entry before the call returns (0: the master's
+    /// `--min-acks`).
+    pub acks: u32,
+    /// How long to wait for them (milliseconds; 0: the master's default).
+    pub acks_timeout_ms: u32,
+}
+
+/// A key and its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyValue {
+    /// The key.
+    pub key: ByteBuf,
+    /// The value.
+    pub value: ByteBuf,
+}
+
 impl PutRequest {
     /// An unconditional put that waits for no replica.
     #[must_use]

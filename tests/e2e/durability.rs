@@ -152,3 +152,72 @@ fn kill9_during_concurrent_writes_loses_no_acknowledged_write() {
         acked.len()
     );
 }
+
+#[test]
+fn mput_then_mget_in_order_and_a_bad_entry_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::master(dir.path(), 3, &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = client(&node.endpoint()).await;
+        let entries: Vec<shared::KeyValue> = (0..100u32)
+            .map(|i| shared::KeyValue {
+                key: ByteBuf::from(format!("m{i}").into_bytes()),
+                value: ByteBuf::from(format!("v{i}").into_bytes()),
+            })
+            .collect();
+        let req = shared::MputRequest {
+            entries,
+            ..Default::default()
+        };
+        let versions = c.mput(ctx(), req).await.unwrap().unwrap();
+        assert_eq!(versions.len(), 100);
+        let mut keys: Vec<ByteBuf> = (0..100u32)
+            .rev()
+            .map(|i| ByteBuf::from(format!("m{i}").into_bytes()))
+            .collect();
+        keys.push(ByteBuf::from(b"absent".to_vec()));
+        let got = c.mget(ctx(), keys).await.unwrap().unwrap();
+        assert_eq!(got.len(), 101);
+        for (slot, i) in got.iter().zip((0..100u32).rev()) {
+            let v = slot.as_ref().expect("present");
+            assert_eq!(v.value.as_slice(), format!("v{i}").as_bytes());
+            assert_eq!(v.version, versions[i as usize]);
+        }
+        assert!(got[100].is_none());
+
+        // One oversized value refuses the whole call before anything is written.
+        let entries = vec![
+            shared::KeyValue {
+                key: ByteBuf::from(b"fine".to_vec()),
+                value: ByteBuf::from(b"x".to_vec()),
+            },
+            shared::KeyValue {
+                key: ByteBuf::from(b"big".to_vec()),
+                value: ByteBuf::from(vec![0u8; 2 << 20]),
+            },
+        ];
+        let err = c
+            .mput(
+                ctx(),
+                shared::MputRequest {
+                    entries,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(err, shared::KvError::ValueTooLarge { .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            c.get(ctx(), ByteBuf::from(b"fine".to_vec()))
+                .await
+                .unwrap()
+                .unwrap(),
+            None
+        );
+    });
+}

@@ -14,8 +14,9 @@ use futures::StreamExt as _;
 use serde_bytes::ByteBuf;
 use shared::{
     ClusterStatus, Digest, Entry, JoinReply, JoinRequest, Kv, KvError, LinkState, MasterLink,
-    NodeStatus, PullReply, PullRequest, PutRequest, ReplicaStatus, Role, ScanPage, ScanRequest,
-    ShardStatus, SnapshotPage, SnapshotRequest, SyncPolicy, Version, Versioned, addr::Endpoint,
+    MputRequest, NodeStatus, PullReply, PullRequest, PutRequest, ReplicaStatus, Role, ScanPage,
+    ScanRequest, ShardStatus, SnapshotPage, SnapshotRequest, SyncPolicy, Version, Versioned,
+    addr::Endpoint,
 };
 use tarpc::{
     context::Context,
@@ -270,6 +271,18 @@ impl Kv for Fake {
 
     async fn snapshot(self, _: Context, _req: SnapshotRequest) -> Result<SnapshotPage, KvError> {
         Err(KvError::Unsupported("snapshot".into()))
+    }
+
+    async fn mget(
+        self,
+        _: Context,
+        _keys: Vec<ByteBuf>,
+    ) -> Result<Vec<Option<Versioned>>, KvError> {
+        Err(KvError::Unsupported("mget".into()))
+    }
+
+    async fn mput(self, _: Context, _req: MputRequest) -> Result<Vec<Version>, KvError> {
+        Err(KvError::Unsupported("mput".into()))
     }
 }
 
