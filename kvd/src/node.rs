@@ -401,21 +401,27 @@ impl Node {
             shard: shard.store.id(),
             message: "a put was not given a version".into(),
         })?;
-        let acks = if req.acks > 0 {
-            req.acks
-        } else {
-            self.inner.cfg.min_acks
-        };
-        if acks > 0 {
-            let timeout = match req.acks_timeout_ms {
-                0 => self.inner.cfg.acks_timeout,
-                ms => Duration::from_millis(u64::from(ms)),
-            };
+        if let Some((acks, timeout)) = self.acks_wanted(req.acks, req.acks_timeout_ms) {
             master
                 .wait_acks(shard.store.id(), seq, acks, timeout)
                 .await?;
         }
         Ok(seq)
+    }
+
+    /// The acknowledgements a write waits for and how long: its own figures, else the master's
+    /// defaults; `None` when it waits for none.
+    fn acks_wanted(&self, acks: u32, timeout_ms: u32) -> Option<(u32, Duration)> {
+        let acks = if acks > 0 {
+            acks
+        } else {
+            self.inner.cfg.min_acks
+        };
+        let timeout = match timeout_ms {
+            0 => self.inner.cfg.acks_timeout,
+            ms => Duration::from_millis(u64::from(ms)),
+        };
+        (acks > 0).then_some((acks, timeout))
     }
 
     /// Reads many keys, in the order asked.
@@ -478,16 +484,7 @@ impl Node {
             }
             versions.push(version);
         }
-        let acks = if req.acks > 0 {
-            req.acks
-        } else {
-            self.inner.cfg.min_acks
-        };
-        if acks > 0 {
-            let timeout = match req.acks_timeout_ms {
-                0 => self.inner.cfg.acks_timeout,
-                ms => Duration::from_millis(u64::from(ms)),
-            };
+        if let Some((acks, timeout)) = self.acks_wanted(req.acks, req.acks_timeout_ms) {
             let deadline = Instant::now() + timeout;
             for (shard, seq) in (0u32..).zip(highest) {
                 if seq > 0 {

@@ -60,6 +60,24 @@ pub struct PullNote {
     pub first_since_join: bool,
 }
 
+/// Notes that `node_id` was heard from now (logging its return if it had been marked down).
+fn heard_from<'a>(
+    registry: &'a mut HashMap<String, Replica>,
+    node_id: &str,
+) -> Result<&'a mut Replica, KvError> {
+    let replica = registry
+        .get_mut(node_id)
+        .ok_or_else(|| KvError::NotJoined {
+            node_id: node_id.to_string(),
+        })?;
+    replica.last_seen = Instant::now();
+    if replica.marked_down {
+        replica.marked_down = false;
+        tracing::info!(node_id, address = %replica.address, "replica link up again");
+    }
+    Ok(replica)
+}
+
 impl MasterState {
     /// An empty registry for a master with `shards` shards.
     #[must_use]
@@ -159,16 +177,7 @@ impl MasterState {
         master_seq: u64,
     ) -> Result<PullNote, KvError> {
         let mut registry = self.registry();
-        let replica = registry
-            .get_mut(node_id)
-            .ok_or_else(|| KvError::NotJoined {
-                node_id: node_id.to_string(),
-            })?;
-        replica.last_seen = Instant::now();
-        if replica.marked_down {
-            replica.marked_down = false;
-            tracing::info!(node_id, address = %replica.address, "replica link up again");
-        }
+        let replica = heard_from(&mut registry, node_id)?;
         let pos = replica
             .shards
             .get_mut(shard as usize)
@@ -262,12 +271,7 @@ impl MasterState {
     ) -> Result<(), KvError> {
         {
             let mut registry = self.registry();
-            let replica = registry
-                .get_mut(node_id)
-                .ok_or_else(|| KvError::NotJoined {
-                    node_id: node_id.to_string(),
-                })?;
-            replica.last_seen = Instant::now();
+            let replica = heard_from(&mut registry, node_id)?;
             if let Some(pos) = replica.shards.get_mut(shard as usize) {
                 pos.full_resyncs += 1;
             }
