@@ -17,6 +17,7 @@ use crate::{
     output::Format,
 };
 
+mod bench;
 mod delete;
 mod get;
 mod put;
@@ -103,6 +104,16 @@ pub enum Command {
     /// Compare every shard of every replica with the master's at one sequence; exit 1 if any
     /// differs, 3 if a node cannot be reached.
     Verify(verify::Args),
+    /// Load one node with bounded work (puts, gets, batches, pipelining) and report throughput,
+    /// latency percentiles and errors by kind.
+    Bench(bench::Args),
+    /// The operator console: a live view of the cluster, shards, replica lag and keys, with a
+    /// key browser that can put, edit and delete (unless --read-only). Press ? in it for help.
+    ///
+    /// It keeps running when the node goes away, shows "disconnected, retrying" and reconnects
+    /// by itself; each answer is awaited at most --timeout, capped at 5 seconds. It logs to
+    /// --log-file only, never to the screen.
+    Tui(crate::tui::Args),
 }
 
 impl Cli {
@@ -123,6 +134,8 @@ impl Cli {
             Command::Status(args) => status::run(args, global, &mut out).await,
             Command::Replicas(args) => replicas::run(args, global, &mut out).await,
             Command::Verify(args) => verify::run(args, global, &mut out).await,
+            Command::Bench(args) => bench::run(args, global, &mut out).await,
+            Command::Tui(args) => crate::tui::run(args, global).await,
         };
         // Flush what was printed even when the command failed half-way (a scan cut short).
         let flushed = out.flush().map_err(Error::Output);

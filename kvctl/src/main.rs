@@ -5,6 +5,7 @@
 //! cli.rs      the clap `Cli` (global flags, subcommands) and dispatch; cli/<subcommand>.rs each
 //! client.rs   connecting to a node, redirects to the master, `Error` and the `Exit` code table
 //! output.rs   text and JSON rendering shared by the subcommands
+//! tui.rs      `kvctl tui`, the operator console (tui/: state, update, render, screens)
 //! ```
 //!
 //! Results go to stdout, errors to stderr as `kvctl: <message>`; nothing else is printed.
@@ -12,6 +13,7 @@
 mod cli;
 mod client;
 mod output;
+mod tui;
 
 use std::process::ExitCode;
 

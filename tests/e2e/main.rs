@@ -8,3 +8,4 @@ mod garbage;
 mod monitoring;
 mod replication;
 mod startup;
+mod tui;

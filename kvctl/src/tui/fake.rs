@@ -1,0 +1,301 @@
+//! Deterministic made-up clusters and consoles for the tests: fixed addresses and node ids,
+//! and times that are offsets from one `Instant`, so every rate, lag and age is the same on
+//! every run.
+
+use std::time::{Duration, Instant};
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use serde_bytes::ByteBuf;
+use shared::{
+    ClusterStatus, LinkState, MasterLink, NodeStatus, ReplicaShardLag, ReplicaStatus, Role,
+    ShardStatus, SyncPolicy, Versioned,
+};
+
+use crate::tui::{
+    app::{App, Command, Config, Purpose},
+    event::{Event, Failure, KeyPage, Reply, Snapshot},
+};
+
+/// The endpoint every fake console talks to.
+pub const ENDPOINT: &str = "http://127.0.0.1:3000";
+
+/// A node's status with `shards` as (keys, last sequence, disk bytes).
+pub fn node(
+    id: &str,
+    role: Role,
+    address: &str,
+    uptime: u64,
+    shards: &[(u64, u64, u64)],
+) -> NodeStatus {
+    NodeStatus {
+        node_id: id.into(),
+        role,
+        address: address.into(),
+        version: "0.1.0".into(),
+        uptime_secs: uptime,
+        sync: SyncPolicy::Always,
+        max_key_bytes: 4096,
+        max_value_bytes: 1 << 20,
+        shards: shards
+            .iter()
+            .zip(0..)
+            .map(|(&(keys, last_seq, disk_bytes), shard)| ShardStatus {
+                shard,
+                keys,
+                last_seq,
+                disk_bytes,
+                resyncing: false,
+                partial_resyncs: 0,
+                full_resyncs: 0,
+            })
+            .collect(),
+        master_link: (role == Role::Replica).then(|| MasterLink {
+            master: "127.0.0.1:3000".into(),
+            state: LinkState::Up,
+            since_unix_ms: 0,
+            last_error: None,
+        }),
+    }
+}
+
+/// A master `m1` with two shards at sequence `master_seq` each, and one replica `r<n>` per
+/// entry of `replicas`: (acknowledged sequence, operations behind) on both shards.
+pub fn cluster(master_seq: u64, replicas: &[(u64, u64)]) -> ClusterStatus {
+    ClusterStatus {
+        master: node(
+            "m1",
+            Role::Master,
+            "127.0.0.1:3000",
+            60,
+            &[(10, master_seq, 4096), (10, master_seq, 4096)],
+        ),
+        replicas: replicas
+            .iter()
+            .enumerate()
+            .map(|(i, &(acked, behind))| ReplicaStatus {
+                node_id: format!("r{}", i + 1),
+                address: format!("127.0.0.1:{}", 3001 + i),
+                link: LinkState::Up,
+                last_seen_secs: 0.1,
+                shards: (0..2)
+                    .map(|shard| ReplicaShardLag {
+                        shard,
+                        acked_seq: acked,
+                        master_seq,
+                        ops_behind: behind,
+                        bytes_behind: behind * 100,
+                        secs_since_caught_up: 0.0,
+                        partial_resyncs: 0,
+                        full_resyncs: 0,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// Writes per second on shard 0 in refresh `i` (shard 1 takes half).
+fn writes(i: u64) -> u64 {
+    [10, 14, 22, 35, 28, 18, 12, 9, 16, 30][usize::try_from(i % 10).unwrap_or(0)]
+}
+
+/// The sequence of shard 0 and 1 after refresh `i`.
+fn seqs(i: u64) -> (u64, u64) {
+    let w: u64 = (0..=i).map(writes).sum();
+    (5000 + w, 2500 + w / 2)
+}
+
+/// What refresh `i` of the fake cluster sees: a master with two shards, a replica that keeps
+/// up (`127.0.0.1:3001`) and one draining a backlog on shard 0 (`127.0.0.1:3002`); and the
+/// replicas' own statuses.
+pub fn cluster_at(i: u64) -> (Snapshot, Vec<NodeStatus>) {
+    let (s0, s1) = seqs(i);
+    let master = node(
+        "6f1c2a9e-master",
+        Role::Master,
+        "127.0.0.1:3000",
+        3725 + i,
+        &[
+            (1200 + i, s0, (2 << 20) + i * 512),
+            (600 + i / 2, s1, (1 << 20) + i * 256),
+        ],
+    );
+    let behind = 400u64.saturating_sub(10 * i);
+    let lag = |shard: u32, acked: u64, master_seq: u64, ops: u64, partial, full| ReplicaShardLag {
+        shard,
+        acked_seq: acked,
+        master_seq,
+        ops_behind: ops,
+        bytes_behind: ops * 120,
+        // Precision loss is irrelevant in test data.
+        #[allow(clippy::cast_precision_loss)]
+        secs_since_caught_up: if ops > 0 { 12.5 + i as f64 } else { 0.0 },
+        partial_resyncs: partial,
+        full_resyncs: full,
+    };
+    let replicas = vec![
+        ReplicaStatus {
+            node_id: "a1b2c3d4-replica".into(),
+            address: "127.0.0.1:3001".into(),
+            link: LinkState::Up,
+            last_seen_secs: 0.2,
+            shards: vec![lag(0, s0, s0, 0, 1, 0), lag(1, s1, s1, 0, 1, 0)],
+        },
+        ReplicaStatus {
+            node_id: "9e8d7c6b-replica".into(),
+            address: "127.0.0.1:3002".into(),
+            link: LinkState::Up,
+            last_seen_secs: 0.4,
+            shards: vec![
+                lag(0, s0 - behind, s0, behind, 0, 0),
+                lag(1, s1, s1, 0, 0, 1),
+            ],
+        },
+    ];
+    let r1 = node(
+        "a1b2c3d4-replica",
+        Role::Replica,
+        "127.0.0.1:3001",
+        3600 + i,
+        &[
+            (1200 + i, s0, (2 << 20) + i * 500),
+            (600 + i / 2, s1, (1 << 20) + i * 250),
+        ],
+    );
+    let r2 = node(
+        "9e8d7c6b-replica",
+        Role::Replica,
+        "127.0.0.1:3002",
+        125 + i,
+        &[
+            (800 + i * 10, s0 - behind, 3 << 19),
+            (600 + i / 2, s1, 1 << 20),
+        ],
+    );
+    (
+        Snapshot {
+            endpoint: master.clone(),
+            cluster: Ok(ClusterStatus { master, replicas }),
+        },
+        vec![r1, r2],
+    )
+}
+
+/// What refresh `i` sees (see [`cluster_at`]).
+pub fn snapshot(i: u64) -> Snapshot {
+    cluster_at(i).0
+}
+
+/// The console's flags, starting at `now`.
+pub fn config(now: Instant, read_only: bool) -> Config {
+    Config {
+        endpoint: ENDPOINT.into(),
+        refresh: Duration::from_secs(1),
+        read_only,
+        log_file: "/home/op/.local/state/kvctl/tui.log".into(),
+        now,
+    }
+}
+
+/// A key press.
+pub fn key(code: KeyCode) -> Event {
+    Event::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+/// Key presses for every character of `text`.
+pub fn typed(app: &mut App, text: &str) -> Vec<Command> {
+    text.chars()
+        .flat_map(|c| app.update(key(KeyCode::Char(c))))
+        .collect()
+}
+
+/// A console that has seen `refreshes` refreshes, one a second from `t0`.
+pub fn console(t0: Instant, refreshes: u64, read_only: bool) -> App {
+    let mut app = App::new(config(t0, read_only));
+    for i in 0..refreshes {
+        let at = t0 + Duration::from_secs(i);
+        app.update(Event::Tick(at));
+        let (snapshot, peers) = cluster_at(i);
+        let asked = app.update(Event::Reply(Reply::Refreshed {
+            at,
+            result: Ok(Box::new(snapshot)),
+        }));
+        for command in asked {
+            if let Command::PeerStatus { node_id, .. } = command {
+                let status = peers.iter().find(|p| p.node_id == node_id).cloned();
+                app.update(Event::Reply(Reply::PeerStatus {
+                    result: status.ok_or_else(|| "unknown".to_string()),
+                    node_id,
+                }));
+            }
+        }
+    }
+    app
+}
+
+/// `refreshes` failed refreshes after the console's last one, a second apart.
+pub fn disconnect(app: &mut App, t0: Instant, from: u64, refreshes: u64) {
+    for i in from..from + refreshes {
+        let at = t0 + Duration::from_secs(i);
+        app.update(Event::Tick(at));
+        app.update(Event::Reply(Reply::Refreshed {
+            at,
+            result: Err(Failure::unreachable(
+                "cannot reach the node at 127.0.0.1:3000: Connection refused (os error 111); \
+                 is kvd running there? (-e/--endpoint, KVCTL_ENDPOINT)",
+            )),
+        }));
+    }
+}
+
+/// The generation of the scan among `commands`.
+pub fn scan_generation(commands: &[Command]) -> u64 {
+    commands
+        .iter()
+        .find_map(|c| match c {
+            Command::Scan(p) => Some(p.generation),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no scan in {commands:?}"))
+}
+
+/// Answers the scan among `commands` with `page`.
+pub fn answer_scan(app: &mut App, commands: &[Command], page: KeyPage) {
+    let generation = scan_generation(commands);
+    app.update(Event::Reply(Reply::Scanned {
+        generation,
+        result: Ok(page),
+    }));
+}
+
+/// A page of keys `user:0001`… `user:<n>` (versions 100 + i), plus a binary key.
+pub fn user_keys(n: u32, next: Option<&str>) -> KeyPage {
+    let mut rows: Vec<(Vec<u8>, u64)> = (1..=n)
+        .map(|i| (format!("user:{i:04}").into_bytes(), 100 + u64::from(i)))
+        .collect();
+    rows.insert(0, (vec![0x00, 0xff, 0x10], 7));
+    KeyPage {
+        rows,
+        next: next.map(|n| n.as_bytes().to_vec()),
+    }
+}
+
+/// The console on the Keys screen with a page of keys shown.
+pub fn keys_console(t0: Instant, read_only: bool) -> App {
+    let mut app = console(t0, 30, read_only);
+    let commands = app.update(key(KeyCode::Char('4')));
+    answer_scan(&mut app, &commands, user_keys(40, Some("user:0040")));
+    app
+}
+
+/// The answer to a read of `key`.
+pub fn fetched(key: &[u8], purpose: Purpose, value: &[u8], version: u64) -> Event {
+    Event::Reply(Reply::Fetched {
+        key: key.to_vec(),
+        purpose,
+        result: Ok(Some(Versioned {
+            value: ByteBuf::from(value.to_vec()),
+            version,
+        })),
+    })
+}
