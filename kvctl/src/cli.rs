@@ -23,6 +23,7 @@ mod get;
 mod put;
 mod replicas;
 mod scan;
+mod shards;
 mod status;
 mod verify;
 
@@ -98,6 +99,8 @@ pub enum Command {
     /// Show the node's role, limits and shards; on a master the whole cluster, on a replica its
     /// link to the master and its resyncs.
     Status(status::Args),
+    /// One row per shard: keys, size, last sequence, and on a master each replica's lag on it.
+    Shards(shards::Args),
     /// List the replicas the master knows: link, and per shard acknowledged sequence, lag and
     /// resyncs.
     Replicas(replicas::Args),
@@ -114,6 +117,11 @@ pub enum Command {
     /// by itself; each answer is awaited at most --timeout, capped at 5 seconds. It logs to
     /// --log-file only, never to the screen.
     Tui(crate::tui::Args),
+    /// Print a shell completion script: `kvctl completions bash > /etc/bash_completion.d/kvctl`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 impl Cli {
@@ -132,10 +140,20 @@ impl Cli {
             Command::Delete(args) => delete::run(args, global, &mut out).await,
             Command::Scan(args) => scan::run(args, global, &mut out).await,
             Command::Status(args) => status::run(args, global, &mut out).await,
+            Command::Shards(args) => shards::run(args, global, &mut out).await,
             Command::Replicas(args) => replicas::run(args, global, &mut out).await,
             Command::Verify(args) => verify::run(args, global, &mut out).await,
             Command::Bench(args) => bench::run(args, global, &mut out).await,
             Command::Tui(args) => crate::tui::run(args, global).await,
+            Command::Completions { shell } => {
+                clap_complete::generate(
+                    shell,
+                    &mut <Self as clap::CommandFactory>::command(),
+                    "kvctl",
+                    &mut out,
+                );
+                Ok(())
+            }
         };
         // Flush what was printed even when the command failed half-way (a scan cut short).
         let flushed = out.flush().map_err(Error::Output);

@@ -302,3 +302,189 @@ fn json_log_files_and_rotation() {
             .any(|l| l.contains("kvd started") && !l.starts_with('{'))
     );
 }
+
+/// The sorted keys of a JSON object.
+fn fields(v: &serde_json::Value) -> Vec<String> {
+    let mut keys: Vec<String> = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .cloned()
+        .collect();
+    keys.sort();
+    keys
+}
+
+fn json(endpoint: &str, args: &[&str]) -> serde_json::Value {
+    let mut full = vec!["-o", "json"];
+    full.extend_from_slice(args);
+    let out = harness::kvctl(endpoint, &full, None);
+    assert!(
+        out.status.success(),
+        "kvctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("kvctl {args:?} printed no JSON: {e}"))
+}
+
+/// The JSON shapes the README documents for status, shards, replicas and verify.
+#[test]
+fn json_outputs_have_the_documented_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = NodeProcess::master(&dir.path().join("m"), 2, &[]);
+    let m = master.endpoint();
+    let replica = NodeProcess::replica(&dir.path().join("r"), 2, &m, &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = client(&m).await;
+        for i in 0..20u32 {
+            c.put(ctx(), PutRequest::new(format!("k{i}"), "v"))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        wait_caught_up(&m, 1, Duration::from_secs(60)).await;
+    });
+    let shard_fields = [
+        "disk_bytes",
+        "full_resyncs",
+        "keys",
+        "last_seq",
+        "partial_resyncs",
+        "resyncing",
+        "shard",
+    ];
+    let lag_fields = [
+        "acked_seq",
+        "bytes_behind",
+        "full_resyncs",
+        "master_seq",
+        "ops_behind",
+        "partial_resyncs",
+        "secs_since_caught_up",
+        "shard",
+    ];
+    let replica_fields = ["address", "last_seen_secs", "link", "node_id", "shards"];
+
+    let status = json(&m, &["status"]);
+    let node = [
+        "address",
+        "max_key_bytes",
+        "max_value_bytes",
+        "node_id",
+        "replicas",
+        "role",
+        "shards",
+        "sync",
+        "uptime_secs",
+        "version",
+    ];
+    assert_eq!(fields(&status), node);
+    assert_eq!(
+        (status["role"].as_str(), status["sync"].as_str()),
+        (Some("master"), Some("always"))
+    );
+    assert_eq!(fields(&status["shards"][0]), shard_fields);
+    assert_eq!(fields(&status["replicas"][0]), replica_fields);
+    assert_eq!(fields(&status["replicas"][0]["shards"][0]), lag_fields);
+
+    let rstatus = json(&replica.endpoint(), &["status"]);
+    let mut rnode: Vec<&str> = node.iter().copied().filter(|f| *f != "replicas").collect();
+    rnode.push("master_link");
+    rnode.sort_unstable();
+    assert_eq!(fields(&rstatus), rnode);
+    assert_eq!(rstatus["role"], "replica");
+    assert_eq!(
+        fields(&rstatus["master_link"]),
+        ["last_error", "master", "since_unix_ms", "state"]
+    );
+    assert_eq!(rstatus["master_link"]["state"], "up");
+
+    let shards = json(&m, &["shards"]);
+    assert_eq!(shards.as_array().unwrap().len(), 2);
+    assert_eq!(
+        fields(&shards[0]),
+        [
+            "disk_bytes",
+            "keys",
+            "last_seq",
+            "replicas",
+            "resyncing",
+            "shard"
+        ]
+    );
+    assert_eq!(
+        fields(&shards[0]["replicas"][0]),
+        [
+            "acked_seq",
+            "address",
+            "bytes_behind",
+            "link",
+            "node_id",
+            "ops_behind",
+            "secs_since_caught_up"
+        ]
+    );
+    let keys: u64 = shards
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["keys"].as_u64().unwrap())
+        .sum();
+    assert_eq!(keys, 20);
+
+    let replicas = json(&m, &["replicas"]);
+    assert_eq!(fields(&replicas[0]), replica_fields);
+    assert_eq!(fields(&replicas[0]["shards"][0]), lag_fields);
+    assert_eq!(replicas[0]["address"], replica.addr.to_string());
+
+    let verify = json(&m, &["verify"]);
+    assert_eq!(fields(&verify), ["ok", "shards"]);
+    assert_eq!(verify["ok"], true);
+    assert_eq!(
+        fields(&verify["shards"][0]),
+        ["master", "replicas", "seq", "shard"]
+    );
+    assert_eq!(fields(&verify["shards"][0]["master"]), ["hash", "keys"]);
+    assert_eq!(
+        fields(&verify["shards"][0]["replicas"][0]),
+        ["address", "hash", "keys", "match", "node_id"]
+    );
+}
+
+#[test]
+fn completions_and_versions() {
+    let out = std::process::Command::new(harness::kvctl_bin())
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let script = String::from_utf8(out.stdout).unwrap();
+    assert!(script.contains("_kvctl()") && script.contains("replicas"));
+    let checked = std::process::Command::new("bash")
+        .arg("-n")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(script.as_bytes())?;
+            child.wait()
+        })
+        .unwrap();
+    assert!(
+        checked.success(),
+        "the bash completion script does not parse"
+    );
+    for (bin, name) in [(harness::kvctl_bin(), "kvctl"), (harness::kvd_bin(), "kvd")] {
+        let out = std::process::Command::new(bin)
+            .arg("--version")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap().trim(),
+            format!("{name} {}", env!("CARGO_PKG_VERSION"))
+        );
+    }
+}
