@@ -76,7 +76,7 @@ pub struct Args {
     /// --min-acks).
     #[arg(long, default_value_t = 0, value_name = "K")]
     pub acks: u32,
-    /// Longest wait for those acknowledgements (0 or absent: the master's default); added to
+    /// Longest wait for those acknowledgements (absent: the master's default); added to
     /// --timeout for each put.
     #[arg(long, value_name = "SECONDS", value_parser = crate::cli::parse_timeout)]
     pub acks_timeout: Option<Duration>,
