@@ -9,7 +9,7 @@
 #   batched put, 16 keys per call        kvctl bench --batch 16 (keys/s)        redis-benchmark -P 16 (always)
 #   durable put vs etcd                  the durable put above                  etcdctl check perf (see below)
 #   one replica attached                 durable put on one master without, then with a replica
-#                                        (the drop), replica lag p99 (tests/examples/replag.rs),
+#                                        (the drop), replica lag p99 (bench/tools/src/bin/replag.rs),
 #                                        and gets served by the replica
 #
 # Each row also gives the p99 latency of both, and the server CPU seconds per 100k operations

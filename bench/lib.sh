@@ -1,7 +1,7 @@
 # Sourced by the bench scripts: build, start kvd nodes on loopback ports the OS picks, in a
 # temporary directory, and stop only the processes started here.
 #
-#   build                  release kvd + kvctl and the e2e examples; sets KVD, KVCTL, EX
+#   build                  release kvd + kvctl and the probes of bench/tools; sets KVD, KVCTL, EX
 #   start_node NAME ARGS   starts kvd, sets PORT_<NAME> and PID_<NAME>
 #   track PID              adds a process this script started (a peer server) to PIDS
 #   stop_pid PID           stops one of them now (TERM, then KILL after 10 s)
@@ -47,10 +47,10 @@ trap cleanup EXIT
 track() { PIDS+=("$1"); }
 
 build() {
-  (cd "$ROOT" && cargo build --release -q -p kvd -p kvctl && cargo build --release -q -p e2e --examples)
+  (cd "$ROOT" && cargo build --release -q -p kvd -p kvctl && cargo build --release -q -p kvd-bench-tools)
   KVD=$ROOT/target/release/kvd
   KVCTL=$ROOT/target/release/kvctl
-  EX=$ROOT/target/release/examples
+  EX=$ROOT/target/release
 }
 
 # start_node NAME ARGS... : starts kvd, waits for its start-up line, sets PORT_<NAME> and PID_<NAME>

@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use harness::{client, ctx};
+use kvd_bench_tools::{client, ctx};
 use serde_bytes::ByteBuf;
 use shared::PutRequest;
 

@@ -16,8 +16,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use harness::{client, ctx};
 use hdrhistogram::Histogram;
+use kvd_bench_tools::{client, ctx};
 use serde_bytes::ByteBuf;
 use shared::PutRequest;
 
