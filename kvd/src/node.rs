@@ -7,7 +7,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -50,6 +50,8 @@ struct Inner {
     advertised: std::sync::OnceLock<String>,
     shutting_down: AtomicBool,
     in_flight: AtomicUsize,
+    /// Keys read since start (get, mget, scan), for the read rate operators see.
+    reads: AtomicU64,
 }
 
 /// What differs between a master and a replica.
@@ -123,6 +125,7 @@ impl Node {
                 advertised: std::sync::OnceLock::new(),
                 shutting_down: AtomicBool::new(false),
                 in_flight: AtomicUsize::new(0),
+                reads: AtomicU64::new(0),
             }),
         })
     }
@@ -370,6 +373,7 @@ impl Node {
             .store
             .get(key)
             .map_err(storage_err(shard.store.id()))?;
+        self.inner.reads.fetch_add(1, Ordering::Relaxed);
         Ok(found.map(|(version, value)| Versioned {
             value: ByteBuf::from(value),
             version,
@@ -572,6 +576,9 @@ impl Node {
         } else {
             None
         };
+        self.inner
+            .reads
+            .fetch_add(all.len() as u64, Ordering::Relaxed);
         Ok(ScanPage { entries: all, next })
     }
 
@@ -610,6 +617,7 @@ impl Node {
             address: self.inner.advertised.get().cloned().unwrap_or_default(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             uptime_secs: self.inner.started.elapsed().as_secs(),
+            reads: self.inner.reads.load(Ordering::Relaxed),
             sync: cfg.sync,
             max_key_bytes: cfg.max_key_bytes as u64,
             max_value_bytes: cfg.max_value_bytes as u64,

@@ -159,6 +159,9 @@ pub struct NodeStatus {
     pub shards: Vec<ShardStatus>,
     /// On a replica: its link to the master.
     pub master_link: Option<MasterLink>,
+    /// Keys read (by get, mget and scan) since the process started; its change over time is
+    /// the node's read rate.
+    pub reads: u64,
 }
 
 /// Many unconditional puts in one call.

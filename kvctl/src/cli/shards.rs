@@ -188,6 +188,7 @@ mod tests {
                 })
                 .collect(),
             master_link: None,
+            reads: 0,
         }
     }
 

@@ -441,6 +441,7 @@ replica  10.0.0.3:3000   77aa0b12  down   1: 5 behind; others in sync
             address: "10.0.0.2:3000".into(),
             version: "0.1.0".into(),
             uptime_secs: 59,
+            reads: 0,
             sync: shared::SyncPolicy::None,
             max_key_bytes: 4096,
             max_value_bytes: 1 << 20,

@@ -110,6 +110,7 @@ impl Fake {
             address: "localhost:3000".into(),
             version: "0.1.0".into(),
             uptime_secs: 3725,
+            reads: 0,
             sync: SyncPolicy::Always,
             max_key_bytes: 4096,
             max_value_bytes: 1 << 20,

@@ -457,6 +457,9 @@ impl App {
                         if let Ok(cluster) = &snapshot.cluster {
                             self.history.record(at, cluster);
                         }
+                        let endpoint = &snapshot.endpoint;
+                        self.history
+                            .record_reads(at, &endpoint.node_id, endpoint.reads);
                         self.data = Some(*snapshot);
                         self.last_ok = Some(at);
                         self.conn = Conn::Connected;
@@ -478,6 +481,9 @@ impl App {
             }
             Reply::PeerStatus { node_id, result } => {
                 self.peers_asked.remove(&node_id);
+                if let Ok(status) = &result {
+                    self.history.record_reads(self.now, &node_id, status.reads);
+                }
                 self.peers.insert(node_id, result);
                 Vec::new()
             }

@@ -33,6 +33,7 @@ pub fn node(
         address: address.into(),
         version: "0.1.0".into(),
         uptime_secs: uptime,
+        reads: 0,
         sync: SyncPolicy::Always,
         max_key_bytes: 4096,
         max_value_bytes: 1 << 20,
@@ -110,7 +111,8 @@ fn seqs(i: u64) -> (u64, u64) {
 /// replicas' own statuses.
 pub fn cluster_at(i: u64) -> (Snapshot, Vec<NodeStatus>) {
     let (s0, s1) = seqs(i);
-    let master = node(
+    let reads: u64 = (0..=i).map(|j| 40 * writes(j) + 100).sum();
+    let mut master = node(
         "6f1c2a9e-master",
         Role::Master,
         "127.0.0.1:3000",
@@ -120,6 +122,7 @@ pub fn cluster_at(i: u64) -> (Snapshot, Vec<NodeStatus>) {
             (600 + i / 2, s1, (1 << 20) + i * 256),
         ],
     );
+    master.reads = reads;
     let behind = 400u64.saturating_sub(10 * i);
     let lag = |shard: u32, acked: u64, master_seq: u64, ops: u64, partial, full| ReplicaShardLag {
         shard,
@@ -152,7 +155,7 @@ pub fn cluster_at(i: u64) -> (Snapshot, Vec<NodeStatus>) {
             ],
         },
     ];
-    let r1 = node(
+    let mut r1 = node(
         "a1b2c3d4-replica",
         Role::Replica,
         "127.0.0.1:3001",
@@ -162,7 +165,7 @@ pub fn cluster_at(i: u64) -> (Snapshot, Vec<NodeStatus>) {
             (600 + i / 2, s1, (1 << 20) + i * 250),
         ],
     );
-    let r2 = node(
+    let mut r2 = node(
         "9e8d7c6b-replica",
         Role::Replica,
         "127.0.0.1:3002",
@@ -172,6 +175,8 @@ pub fn cluster_at(i: u64) -> (Snapshot, Vec<NodeStatus>) {
             (600 + i / 2, s1, 1 << 20),
         ],
     );
+    r1.reads = reads * 2;
+    r2.reads = reads / 2;
     (
         Snapshot {
             endpoint: master.clone(),

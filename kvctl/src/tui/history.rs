@@ -5,7 +5,8 @@
 //!
 //! - a node's write rate is the change of the sum of its shards' sequences over the time
 //!   between two samples: the master's `last_seq` (writes it took), a replica's `acked_seq`
-//!   (writes it applied). kvd counts no reads, so there is no read rate to derive;
+//!   (writes it applied); its read rate is the change of the `reads` counter each node reports
+//!   in its own status (keys read by get, mget and scan);
 //! - a replica's lag on a shard is the master's `ops_behind`, kept for [`LAG_WINDOW`];
 //! - the time to catch up is the lag divided by how fast the lag shrank over the last
 //!   [`DRAIN_WINDOW`] (the observed drain rate); no estimate when it is not shrinking.
@@ -59,6 +60,10 @@ pub struct History {
     shard_rates: Vec<VecDeque<f64>>,
     /// Operations behind per (replica node id, shard), oldest first.
     lag: BTreeMap<(String, u32), VecDeque<(Instant, u64)>>,
+    /// The last `reads` counter seen per node id, and when.
+    last_reads: BTreeMap<String, (Instant, u64)>,
+    /// Reads per second per node id, oldest first.
+    read_rates: BTreeMap<String, VecDeque<f64>>,
 }
 
 fn push_capped<T>(series: &mut VecDeque<T>, value: T, cap: usize) {
@@ -135,6 +140,31 @@ impl History {
             }
         }
         self.lag.retain(|_, series| !series.is_empty());
+    }
+
+    /// Records a node's `reads` counter as seen at `at` (from its own status).
+    pub fn record_reads(&mut self, at: Instant, node_id: &str, reads: u64) {
+        if let Some(&(before_at, before)) = self.last_reads.get(node_id) {
+            let secs = at.saturating_duration_since(before_at).as_secs_f64();
+            if secs <= 0.0 {
+                return;
+            }
+            let series = self.read_rates.entry(node_id.to_string()).or_default();
+            push_capped(series, rate(before, reads, secs), RATE_SAMPLES);
+        }
+        self.last_reads.insert(node_id.to_string(), (at, reads));
+    }
+
+    /// A node's reads per second, oldest first (empty before two samples).
+    pub fn read_rates(&self, node_id: &str) -> Vec<f64> {
+        self.read_rates
+            .get(node_id)
+            .map_or_else(Vec::new, |s| s.iter().copied().collect())
+    }
+
+    /// The latest read rate of a node.
+    pub fn read_rate(&self, node_id: &str) -> Option<f64> {
+        self.read_rates.get(node_id).and_then(|s| s.back().copied())
     }
 
     /// A node's writes per second, oldest first (empty before two samples).
@@ -220,6 +250,20 @@ impl History {
 mod tests {
     use super::*;
     use crate::tui::fake;
+
+    #[test]
+    fn read_rates_from_the_reads_counter() {
+        let t0 = Instant::now();
+        let mut h = History::default();
+        h.record_reads(t0, "n", 100);
+        assert_eq!(h.read_rate("n"), None);
+        h.record_reads(t0 + Duration::from_secs(2), "n", 500);
+        assert_eq!(h.read_rate("n"), Some(200.0));
+        // A sample at the same instant is ignored; a counter that went back counts as no reads.
+        h.record_reads(t0 + Duration::from_secs(2), "n", 900);
+        h.record_reads(t0 + Duration::from_secs(3), "n", 10);
+        assert_eq!(h.read_rates("n"), vec![200.0, 0.0]);
+    }
 
     #[test]
     fn rates_from_sequence_changes() {

@@ -10,7 +10,7 @@
 use ratatui::{
     buffer::Buffer,
     layout::{Constraint, Layout, Rect},
-    style::{Color, Style, Stylize as _},
+    style::{Color, Style},
     text::{Line, Span},
     widgets::{Paragraph, RenderDirection, Row, Sparkline, Table, Widget},
 };
@@ -96,28 +96,33 @@ fn node_rows(app: &App) -> Vec<NodeRow> {
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let rows = node_rows(app);
     let table_height = height(rows.len() + 3).min(area.height / 2).max(4);
-    // Sparklines up to 6 rows high each; the rates panel takes no more than that needs.
+    // Sparklines up to 6 rows high each; the write and read panels share what the table leaves
+    // and take no more than that needs.
     let rates_height = height(rows.len() * 6 + 2)
-        .min(area.height.saturating_sub(table_height + 3))
+        .min(area.height.saturating_sub(table_height) / 2)
         .max(3);
     let [table_area, rates_area, reads_area, _] = Layout::vertical([
         Constraint::Length(table_height),
         Constraint::Length(rates_height),
-        Constraint::Length(3),
+        Constraint::Length(rates_height),
         Constraint::Min(0),
     ])
     .areas(area);
     render_nodes(app, &rows, table_area, buf);
-    render_rates(app, &rows, rates_area, buf);
-
-    let reads = panel("Reads/s");
-    let inner = reads.inner(reads_area);
-    reads.render(reads_area, buf);
-    Line::from(vec![
-        Span::styled("n/a", Style::new().fg(Color::Yellow).bold()),
-        Span::raw(": kvd keeps no read counter, so no read rate can be shown").dark_gray(),
-    ])
-    .render(inner, buf);
+    render_rates(
+        &rows,
+        rates_area,
+        buf,
+        "Writes/s (master: taken, replicas: applied)",
+        |id| (app.history.node_rates(id), app.history.node_rate(id)),
+    );
+    render_rates(
+        &rows,
+        reads_area,
+        buf,
+        "Reads/s (keys read by get, mget and scan)",
+        |id| (app.history.read_rates(id), app.history.read_rate(id)),
+    );
 }
 
 fn render_nodes(app: &App, rows: &[NodeRow], area: Rect, buf: &mut Buffer) {
@@ -180,8 +185,15 @@ fn render_nodes(app: &App, rows: &[NodeRow], area: Rect, buf: &mut Buffer) {
         .render(area, buf);
 }
 
-fn render_rates(app: &App, rows: &[NodeRow], area: Rect, buf: &mut Buffer) {
-    let block = panel("Writes/s (master: taken, replicas: applied)");
+/// One sparkline per node: `series(node_id)` gives its rates (oldest first) and the latest.
+fn render_rates(
+    rows: &[NodeRow],
+    area: Rect,
+    buf: &mut Buffer,
+    title: &str,
+    series: impl Fn(&str) -> (Vec<f64>, Option<f64>),
+) {
+    let block = panel(title);
     let inner = block.inner(area);
     block.render(area, buf);
     if rows.is_empty() || inner.height == 0 {
@@ -194,14 +206,11 @@ fn render_rates(app: &App, rows: &[NodeRow], area: Rect, buf: &mut Buffer) {
             Layout::horizontal([Constraint::Length(40), Constraint::Min(0)])
                 .spacing(1)
                 .areas(*row_area);
-        let rates = app.history.node_rates(&n.node_id);
+        let (rates, latest) = series(&n.node_id);
         let label = Line::from(vec![
             Span::raw(format!("{:<8}", n.role.as_str())),
             Span::raw(format!("{:<21} ", n.address)),
-            Span::styled(
-                format!("{:>9}", rate_text(app.history.node_rate(&n.node_id))),
-                Style::new().bold(),
-            ),
+            Span::styled(format!("{:>9}", rate_text(latest)), Style::new().bold()),
         ]);
         let label_row = Rect {
             y: label_area.y + (label_area.height - 1) / 2,
