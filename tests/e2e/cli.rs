@@ -193,3 +193,65 @@ fn unreachable_node_exits_3() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains(&port.to_string()));
 }
+
+#[test]
+fn bench_runs_against_a_master_and_reads_from_a_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = NodeProcess::master(&dir.path().join("m"), 2, &[]);
+    let m = master.endpoint();
+    let replica = NodeProcess::replica(&dir.path().join("r"), 2, &m, &[]);
+    let args = [
+        "-o",
+        "json",
+        "bench",
+        "--clients",
+        "8",
+        "--keyspace",
+        "500",
+        "--duration",
+        "1",
+    ];
+    let run = |endpoint: &str, extra: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(extra);
+        let out = kvctl(endpoint, &all, None);
+        assert!(
+            out.status.success(),
+            "bench {extra:?}: {}",
+            text(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let puts = run(&m, &["--ratio", "1:0", "--prefill"]);
+    assert!(puts["ops"].as_u64().unwrap() > 0, "{puts}");
+    assert_eq!(puts["errors"]["total"], 0, "{puts}");
+    assert_eq!(puts["node"]["role"], "master");
+    for field in ["p50", "p99", "max"] {
+        assert!(puts["latency_us"][field].as_f64().is_some(), "{puts}");
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(harness::wait_caught_up(
+        &m,
+        1,
+        std::time::Duration::from_secs(60),
+    ));
+    let gets = run(&replica.endpoint(), &["--ratio", "0:1"]);
+    assert_eq!(gets["node"]["role"], "replica");
+    assert!(gets["get"]["ops"].as_u64().unwrap() > 0, "{gets}");
+    assert_eq!(
+        gets["get"]["keys_missing"], 0,
+        "the prefilled keys are on the replica: {gets}"
+    );
+    // Writes against a replica are refused up front, naming the master.
+    let out = kvctl(
+        &replica.endpoint(),
+        &["bench", "--ratio", "1:0", "--duration", "1"],
+        None,
+    );
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains(&master.addr.port().to_string()),
+        "{}",
+        text(&out.stderr)
+    );
+}
