@@ -77,6 +77,21 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// Runs storage work on the blocking pool, off the async workers; a storage error, or a panic
+/// of the task, becomes a `Storage` error naming the shard.
+async fn blocking<T: Send + 'static>(
+    shard: u32,
+    work: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, KvError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| KvError::Storage {
+            shard,
+            message: e.to_string(),
+        })?
+        .map_err(storage_err(shard))
+}
+
 fn storage_err(shard: u32) -> impl Fn(StorageError) -> KvError {
     move |e| KvError::Storage {
         shard,
@@ -699,15 +714,10 @@ impl Node {
         let now_seq = *shard.writer.last_seq().borrow();
         let store = Arc::clone(&shard.store);
         let (from, max_bytes) = (req.from_seq, req.max_bytes as usize);
-        let entries = tokio::task::spawn_blocking(move || {
+        let entries = blocking(req.shard, move || {
             store.read_log(from, now_seq, max_bytes, PULL_MAX_ENTRIES)
         })
-        .await
-        .map_err(|e| KvError::Storage {
-            shard: req.shard,
-            message: e.to_string(),
-        })?
-        .map_err(storage_err(req.shard))?;
+        .await?;
         let gap = match entries.first() {
             Some(e) => e.seq != from + 1,
             None => now_seq > from,
@@ -749,14 +759,10 @@ impl Node {
         let store = Arc::clone(&shard.store);
         let max = (req.max_bytes as usize).clamp(64 * 1024, 16 * 1024 * 1024);
         let after = req.start_after.map(serde_bytes::ByteBuf::into_vec);
-        let (entries, next) =
-            tokio::task::spawn_blocking(move || store.snapshot_page(&snap, after.as_deref(), max))
-                .await
-                .map_err(|e| KvError::Storage {
-                    shard: req.shard,
-                    message: e.to_string(),
-                })?
-                .map_err(storage_err(req.shard))?;
+        let (entries, next) = blocking(req.shard, move || {
+            store.snapshot_page(&snap, after.as_deref(), max)
+        })
+        .await?;
         if next.is_none() {
             master.end_copy(&req.node_id, req.shard);
         }
@@ -770,10 +776,10 @@ impl Node {
     pub async fn digest_now(&self, shard: u32) -> Result<Digest, KvError> {
         self.readable(shard)?;
         let store = Arc::clone(&self.shard_at(shard)?.store);
-        tokio::task::spawn_blocking(move || {
+        blocking(shard, move || {
             let (snap, seq) = store.snapshot()?;
             let (keys, hash) = store.digest(&snap)?;
-            Ok::<_, StorageError>(Digest {
+            Ok(Digest {
                 shard,
                 seq,
                 keys,
@@ -781,11 +787,6 @@ impl Node {
             })
         })
         .await
-        .map_err(|e| KvError::Storage {
-            shard,
-            message: e.to_string(),
-        })?
-        .map_err(storage_err(shard))
     }
 
     /// The digest of a shard, now or exactly at `at_seq` (a replica waits up to `wait` to get

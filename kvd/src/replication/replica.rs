@@ -218,6 +218,21 @@ async fn session(
     futures::future::try_join_all(followers).await.map(|_| ())
 }
 
+/// The local shard and its replication state.
+fn parts<'a>(
+    node: &'a Node,
+    state: &'a ReplicaState,
+    shard: u32,
+) -> Result<(&'a crate::node::Shard, &'a ReplicaShard), Stop> {
+    let local = node
+        .shard_at(shard)
+        .map_err(|e| Stop::Storage(e.to_string()))?;
+    let repl = state
+        .shard(shard)
+        .ok_or_else(|| Stop::Storage(format!("no shard {shard}")))?;
+    Ok((local, repl))
+}
+
 /// Follows one shard's log until an error.
 async fn follow(
     node: &Node,
@@ -226,12 +241,7 @@ async fn follow(
     shard: u32,
     cancel: &CancellationToken,
 ) -> Result<(), Stop> {
-    let local = node
-        .shard_at(shard)
-        .map_err(|e| Stop::Storage(e.to_string()))?;
-    let repl = state
-        .shard(shard)
-        .ok_or_else(|| Stop::Storage(format!("no shard {shard}")))?;
+    let (local, repl) = parts(node, state, shard)?;
     if repl.resyncing.load(Ordering::Acquire) {
         full_resync(node, state, client, shard).await?;
     }
@@ -334,12 +344,7 @@ async fn full_resync(
     client: &KvClient,
     shard: u32,
 ) -> Result<(), Stop> {
-    let local = node
-        .shard_at(shard)
-        .map_err(|e| Stop::Storage(e.to_string()))?;
-    let repl = state
-        .shard(shard)
-        .ok_or_else(|| Stop::Storage(format!("no shard {shard}")))?;
+    let (local, repl) = parts(node, state, shard)?;
     let started = Instant::now();
     repl.resyncing.store(true, Ordering::Release);
     repl.full_resyncs.fetch_add(1, Ordering::Relaxed);
