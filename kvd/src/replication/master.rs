@@ -185,9 +185,13 @@ impl MasterState {
                 shard,
                 shards: self.shards,
             })?;
-        let advanced = from_seq != pos.acked;
-        pos.acked = from_seq;
-        if from_seq >= master_seq {
+        // A replica ahead of this master has a history the master does not (writes lost by a
+        // master restarted under --sync=none): it acknowledges nothing until its full resync,
+        // or the master's next writes at those sequences would count as acknowledged.
+        let acked = if from_seq > master_seq { 0 } else { from_seq };
+        let advanced = acked != pos.acked;
+        pos.acked = acked;
+        if acked == master_seq {
             pos.caught_up_at = Some(Instant::now());
         }
         let first_since_join = std::mem::take(&mut pos.first_pull);
@@ -468,6 +472,22 @@ mod tests {
         let r1 = status.iter().find(|r| r.node_id == "r1").expect("r1");
         assert_eq!(r1.shards[0].ops_behind, 0);
         assert!(r1.shards[0].secs_since_caught_up.abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn a_replica_ahead_of_the_master_acknowledges_nothing() {
+        let m = MasterState::new(1, Duration::from_secs(5));
+        join(&m, "r1", "a:1", 1).expect("join");
+        // The master restarted at sequence 900; the replica had applied up to 1000.
+        m.record_pull("r1", 0, 1000, 900).expect("pull");
+        assert_eq!(
+            m.acked(0, 950),
+            0,
+            "sequences 901..=1000 are new writes the replica lacks"
+        );
+        assert_eq!(m.acked(0, 1), 0);
+        let status = m.status(|_| 900, |_, _| 0);
+        assert_eq!(status[0].shards[0].ops_behind, 900);
     }
 
     #[tokio::test]
