@@ -38,6 +38,9 @@ const COLORS: [Color; 6] = [
     Color::Red,
 ];
 
+/// Caught up this recently (seconds) counts as in sync.
+const IN_SYNC_SECS: f64 = 1.0;
+
 fn catch_up_text(c: CatchUp) -> (String, Color) {
     match c {
         CatchUp::CaughtUp => ("caught up".into(), Color::Green),
@@ -101,7 +104,14 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             LinkState::Up => Span::styled("up", Style::new().fg(Color::Green)),
             LinkState::Down => Span::styled("down", Style::new().fg(Color::Red)),
         };
-        let (eta, eta_color) = catch_up_text(app.history.catch_up(&r.node_id, s.shard));
+        // A replica caught up within the last second trails only by the writes in flight: it
+        // is in sync, and a drain-rate estimate over one or two operations would be noise.
+        let catch_up = if s.secs_since_caught_up < IN_SYNC_SECS {
+            CatchUp::CaughtUp
+        } else {
+            app.history.catch_up(&r.node_id, s.shard)
+        };
+        let (eta, eta_color) = catch_up_text(catch_up);
         let behind = if s.ops_behind > 0 {
             Style::new().fg(Color::Yellow)
         } else {
