@@ -206,6 +206,20 @@ fn killed_replica_catches_up_by_partial_resync() {
             "the restart resumed by partial resync: {s:?}"
         );
     }
+    // The replica logs both ends of it, with its figures.
+    for shard in 0..2 {
+        let line = replica
+            .stdout
+            .wait_for(
+                &format!("partial resync finished: caught up with the master shard={shard}"),
+                Duration::from_secs(10),
+            )
+            .unwrap_or_else(|| panic!("no end of the partial resync of shard {shard} in the log"));
+        assert!(
+            line.contains("entries=") && line.contains("secs="),
+            "{line}"
+        );
+    }
     verify(&m);
 }
 

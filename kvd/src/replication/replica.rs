@@ -246,6 +246,8 @@ async fn follow(
         full_resync(node, state, client, shard).await?;
     }
     let mut first = true;
+    // When the partial resync of this session started, and from where, until caught up.
+    let mut catching_up: Option<(Instant, u64)> = None;
     loop {
         if cancel.is_cancelled() {
             return Ok(());
@@ -290,11 +292,27 @@ async fn follow(
                     tracing::info!(
                         shard,
                         from_seq,
-                        "partial resync: resuming from this replica's position"
+                        master_seq,
+                        "partial resync started: resuming from this replica's position"
                     );
+                    catching_up = Some((Instant::now(), from_seq));
                 }
                 first = false;
                 apply(local, repl, entries, cancel).await?;
+                let applied = *local.writer.last_seq().borrow();
+                if let Some((since, from)) = catching_up
+                    && applied >= master_seq
+                {
+                    tracing::info!(
+                        shard,
+                        from_seq = from,
+                        applied,
+                        entries = applied - from,
+                        secs = since.elapsed().as_secs_f64(),
+                        "partial resync finished: caught up with the master"
+                    );
+                    catching_up = None;
+                }
             }
         }
     }
