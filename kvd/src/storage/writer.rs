@@ -102,6 +102,58 @@ enum Msg {
 /// written up to and including it).
 const HISTORY_COMMITS: usize = 100_000;
 
+/// Key bytes the version cache of one shard may hold before it starts over.
+const VERSION_CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// Bytes counted per cache entry on top of its key (the map's own overhead, roughly).
+const VERSION_CACHE_ENTRY_COST: usize = 48;
+
+/// The versions of keys this writer has looked up or written (`None`: known absent).
+///
+/// Every write needs the key's current version (for compare-and-swap and the exact key count),
+/// and a memtable lookup costs 9–18% of the node's CPU (docs/performance.md). Only this writer
+/// changes the shard's data, so an entry stays exact: it is filled from committed state or
+/// from a commit that succeeded, and emptied when a full resync empties the shard. It holds at
+/// most [`VERSION_CACHE_BYTES`] of keys and starts over when full. It keeps std's randomly
+/// keyed SipHash on purpose: the keys come from clients, and a fixed-seed hash would let them
+/// craft collisions.
+#[derive(Default)]
+struct VersionCache {
+    map: HashMap<Vec<u8>, Option<u64>>,
+    bytes: usize,
+}
+
+impl VersionCache {
+    fn get(&self, key: &[u8]) -> Option<Option<u64>> {
+        self.map.get(key).copied()
+    }
+
+    fn record(&mut self, key: Vec<u8>, version: Option<u64>) {
+        let cost = key.len() + VERSION_CACHE_ENTRY_COST;
+        if !self.map.contains_key(&key) {
+            if self.bytes + cost > VERSION_CACHE_BYTES {
+                self.clear();
+            }
+            self.bytes += cost;
+        }
+        self.map.insert(key, version);
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+        self.bytes = 0;
+    }
+
+    /// The version of `key`: from the cache, else from the store (and then remembered).
+    fn lookup(&mut self, store: &ShardStore, key: &[u8]) -> Result<Option<u64>, StorageError> {
+        if let Some(v) = self.get(key) {
+            return Ok(v);
+        }
+        let v = store.version_of(key)?;
+        self.record(key.to_vec(), v);
+        Ok(v)
+    }
+}
+
 /// Histograms a writer records each group commit in.
 pub struct ShardMetrics {
     /// Writes per commit.
@@ -156,6 +208,7 @@ impl WriterHandle {
         let (seq_tx, seq_rx) = watch::channel(last_seq);
         let history = Arc::new(Mutex::new(VecDeque::from([(last_seq, 0)])));
         let writer = Writer {
+            versions: VersionCache::default(),
             metrics,
             history: Arc::clone(&history),
             store,
@@ -295,6 +348,7 @@ impl WriterHandle {
 }
 
 struct Writer {
+    versions: VersionCache,
     metrics: Option<ShardMetrics>,
     history: Arc<Mutex<VecDeque<(u64, u64)>>>,
     store: Arc<ShardStore>,
@@ -390,7 +444,7 @@ impl Writer {
             let key = op.kind.key();
             let current = match pending.get(key) {
                 Some(v) => Ok(*v),
-                None => self.store.version_of(key),
+                None => self.versions.lookup(&self.store, key),
             };
             let current = match current {
                 Ok(v) => v,
@@ -491,6 +545,9 @@ impl Writer {
             }
             self.observe(written, started);
             self.published(seq, keys, written, log_bytes);
+            for (key, version) in pending {
+                self.versions.record(key, version);
+            }
         }
         for (op, result) in ops.drain(..).zip(results) {
             // The caller may have gone (deadline); the write stands either way.
@@ -533,7 +590,7 @@ impl Writer {
 
     fn replicate(&mut self, entries: Vec<LogEntry>) -> Result<u64, StorageError> {
         let mut batch = self.durable_batch();
-        let mut pending: HashMap<Vec<u8>, bool> = HashMap::new();
+        let mut pending: HashMap<Vec<u8>, Option<u64>> = HashMap::new();
         let mut seq = self.last_seq;
         let mut keys = self.keys;
         let mut log_bytes = 0u64;
@@ -558,15 +615,15 @@ impl Writer {
                 }
             };
             let present_before = match pending.get(&key) {
-                Some(&p) => p,
-                None => self.store.version_of(&key)?.is_some(),
+                Some(v) => v.is_some(),
+                None => self.versions.lookup(&self.store, &key)?.is_some(),
             };
             match (present_before, present_after) {
                 (false, true) => keys += 1,
                 (true, false) => keys = keys.saturating_sub(1),
                 _ => {}
             }
-            pending.insert(key, present_after);
+            pending.insert(key, present_after.then_some(seq));
             log_bytes += entry.record.len() as u64;
             batch.insert(&self.store.log, seq.to_be_bytes(), entry.record.into_vec());
             if seq > self.log_retention {
@@ -582,6 +639,9 @@ impl Writer {
         batch.commit()?;
         self.observe(count, started);
         self.published(seq, keys, count, log_bytes);
+        for (key, version) in pending {
+            self.versions.record(key, version);
+        }
         Ok(seq)
     }
 
@@ -595,6 +655,7 @@ impl Writer {
         batch.insert(&self.store.meta, META_LAST_SEQ, 0u64.to_be_bytes());
         batch.insert(&self.store.meta, META_KEYS, 0u64.to_be_bytes());
         batch.commit()?;
+        self.versions.clear();
         self.store.data.clear()?;
         self.store.log.clear()?;
         self.store.persist()?;
@@ -715,6 +776,77 @@ mod tests {
         assert_eq!(*w.last_seq().borrow(), 4);
         w.close().await;
         assert_eq!(store.counters().expect("counters"), (4, 1));
+    }
+
+    #[tokio::test]
+    async fn versions_stay_exact_across_a_reset_and_replicated_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, w) = open(dir.path());
+        // The writer now remembers k at version 1.
+        assert_eq!(
+            w.submit(put("k", "v", PutCondition::None)).await,
+            Ok(Some(1))
+        );
+        // A full resync empties the shard; k must count as a new key again.
+        w.reset().await.expect("reset");
+        let record = |op: LogOp| {
+            LogRecord {
+                epoch: 1,
+                time_ms: 0,
+                op,
+            }
+            .encode()
+            .expect("encode")
+        };
+        let entry = |seq, op| LogEntry {
+            seq,
+            record: ByteBuf::from(record(op)),
+        };
+        let k = || ByteBuf::from(b"k".to_vec());
+        w.replicate(vec![
+            entry(
+                1,
+                LogOp::Put {
+                    key: k(),
+                    value: ByteBuf::from(b"a".to_vec()),
+                },
+            ),
+            entry(
+                2,
+                LogOp::Put {
+                    key: k(),
+                    value: ByteBuf::from(b"b".to_vec()),
+                },
+            ),
+        ])
+        .await
+        .expect("replicate");
+        assert_eq!(w.stats().keys.load(Ordering::Relaxed), 1);
+        w.replicate(vec![entry(3, LogOp::Delete { key: k() })])
+            .await
+            .expect("delete");
+        assert_eq!(w.stats().keys.load(Ordering::Relaxed), 0);
+        // And a gap is refused.
+        assert!(
+            w.replicate(vec![entry(5, LogOp::Delete { key: k() })])
+                .await
+                .is_err()
+        );
+        w.close().await;
+        assert_eq!(store.counters().expect("counters"), (3, 0));
+    }
+
+    #[test]
+    fn the_version_cache_starts_over_when_full() {
+        let mut c = VersionCache::default();
+        c.record(b"a".to_vec(), Some(1));
+        c.record(b"a".to_vec(), Some(2));
+        assert_eq!(c.get(b"a"), Some(Some(2)));
+        assert_eq!(c.bytes, 1 + VERSION_CACHE_ENTRY_COST, "a key counts once");
+        let big = vec![0u8; VERSION_CACHE_BYTES - 10];
+        c.record(big, None);
+        assert_eq!(c.get(b"a"), None, "full: it started over");
+        assert_eq!(c.map.len(), 1);
     }
 
     #[tokio::test]
