@@ -836,6 +836,52 @@ mod tests {
         assert_eq!(store.counters().expect("counters"), (3, 0));
     }
 
+    #[tokio::test]
+    async fn an_interrupted_full_resync_is_still_marked_after_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let (store, w) = open(dir.path());
+            w.submit(put("old", "v", PutCondition::None))
+                .await
+                .expect("put");
+            w.reset().await.expect("reset");
+            w.load(vec![Entry {
+                key: ByteBuf::from(b"a".to_vec()),
+                value: ByteBuf::from(b"1".to_vec()),
+                version: 7,
+            }])
+            .await
+            .expect("load");
+            // The process dies here, before `finish_load`.
+            w.close().await;
+            assert!(store.resync_pending().expect("marker"));
+        }
+        let (store, w) = open(dir.path());
+        assert!(
+            store.resync_pending().expect("marker"),
+            "the restart knows the copy is incomplete"
+        );
+        assert_eq!(
+            store.get(b"old").expect("get"),
+            None,
+            "the shard was emptied before the copy"
+        );
+        w.reset().await.expect("reset again");
+        w.load(vec![Entry {
+            key: ByteBuf::from(b"a".to_vec()),
+            value: ByteBuf::from(b"1".to_vec()),
+            version: 7,
+        }])
+        .await
+        .expect("load");
+        w.finish_load(9).await.expect("finish");
+        assert!(!store.resync_pending().expect("marker"));
+        assert_eq!(store.get(b"a").expect("get"), Some((7, b"1".to_vec())));
+        assert_eq!(*w.last_seq().borrow(), 9);
+        w.close().await;
+        assert_eq!(store.counters().expect("counters"), (9, 1));
+    }
+
     #[test]
     fn the_version_cache_starts_over_when_full() {
         let mut c = VersionCache::default();
