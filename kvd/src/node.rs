@@ -50,6 +50,8 @@ struct Inner {
     advertised: std::sync::OnceLock<String>,
     shutting_down: AtomicBool,
     in_flight: AtomicUsize,
+    /// Woken when `in_flight` drops to zero.
+    idle: tokio::sync::Notify,
     /// Keys read since start (get, mget, scan), for the read rate operators see.
     reads: AtomicU64,
 }
@@ -69,11 +71,15 @@ pub struct Shard {
 }
 
 /// Counts a request as in flight until dropped.
-pub struct InFlight<'a>(&'a AtomicUsize);
+pub struct InFlight<'a>(&'a Inner);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The last request in flight ended: wake a shutdown waiting in `drain` (cheap when
+            // nobody waits).
+            self.0.idle.notify_waiters();
+        }
     }
 }
 
@@ -140,6 +146,7 @@ impl Node {
                 advertised: std::sync::OnceLock::new(),
                 shutting_down: AtomicBool::new(false),
                 in_flight: AtomicUsize::new(0),
+                idle: tokio::sync::Notify::new(),
                 reads: AtomicU64::new(0),
             }),
         })
@@ -276,7 +283,7 @@ impl Node {
     /// `ShuttingDown` after [`Node::begin_shutdown`].
     pub fn admit(&self) -> Result<InFlight<'_>, KvError> {
         self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
-        let guard = InFlight(&self.inner.in_flight);
+        let guard = InFlight(&self.inner);
         if self.inner.shutting_down.load(Ordering::Acquire) {
             return Err(KvError::ShuttingDown);
         }
@@ -291,14 +298,20 @@ impl Node {
 
     /// Waits until no admitted request is running, or `timeout` passes; returns how many remain.
     pub async fn drain(&self, timeout: Duration) -> usize {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let n = self.inner.in_flight.load(Ordering::Acquire);
-            if n == 0 || Instant::now() >= deadline {
-                return n;
+        let idle = async {
+            loop {
+                let woken = self.inner.idle.notified();
+                tokio::pin!(woken);
+                woken.as_mut().enable();
+                if self.inner.in_flight.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                woken.await;
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        };
+        // On timeout the caller learns how many are still running.
+        let _ = tokio::time::timeout(timeout, idle).await;
+        self.inner.in_flight.load(Ordering::Acquire)
     }
 
     /// Lets every writer finish its queue, syncs every shard and stops the writers.

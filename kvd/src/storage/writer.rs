@@ -729,6 +729,15 @@ mod tests {
         }
     }
 
+    /// One entry of a full-resync page: key `a` = `1` at version 7.
+    fn page_entry() -> Entry {
+        Entry {
+            key: ByteBuf::from(b"a".to_vec()),
+            value: ByteBuf::from(b"1".to_vec()),
+            version: 7,
+        }
+    }
+
     fn open(dir: &std::path::Path) -> (Arc<ShardStore>, WriterHandle) {
         let store = Arc::new(ShardStore::open(dir, 0).expect("open"));
         let writer =
@@ -845,13 +854,7 @@ mod tests {
                 .await
                 .expect("put");
             w.reset().await.expect("reset");
-            w.load(vec![Entry {
-                key: ByteBuf::from(b"a".to_vec()),
-                value: ByteBuf::from(b"1".to_vec()),
-                version: 7,
-            }])
-            .await
-            .expect("load");
+            w.load(vec![page_entry()]).await.expect("load");
             // The process dies here, before `finish_load`.
             w.close().await;
             assert!(store.resync_pending().expect("marker"));
@@ -867,13 +870,7 @@ mod tests {
             "the shard was emptied before the copy"
         );
         w.reset().await.expect("reset again");
-        w.load(vec![Entry {
-            key: ByteBuf::from(b"a".to_vec()),
-            value: ByteBuf::from(b"1".to_vec()),
-            version: 7,
-        }])
-        .await
-        .expect("load");
+        w.load(vec![page_entry()]).await.expect("load");
         w.finish_load(9).await.expect("finish");
         assert!(!store.resync_pending().expect("marker"));
         assert_eq!(store.get(b"a").expect("get"), Some((7, b"1".to_vec())));
