@@ -12,6 +12,7 @@
 //! Tests bind port 0 through [`Server::bind`], read [`Server::local_addr`], and stop the node
 //! by completing the shutdown future they pass to [`Server::run`].
 
+pub mod cluster;
 pub mod config;
 pub mod logging;
 pub mod metrics;

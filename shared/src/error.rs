@@ -42,10 +42,65 @@ pub enum KvError {
         /// The version of the existing value.
         version: u64,
     },
-    /// This node does not take writes; send them to its master.
-    #[error("this node is a replica and takes no writes; send writes to the master{}", match .master { Some(m) => format!(" at {m}"), None => String::new() })]
+    /// This node does not take writes; send them to its master. Nothing was written.
+    #[error("this node is not the master (epoch {epoch}) and took no write; {}", match .master { Some(m) => format!("send writes to the master at {m}"), None => "its master is not known yet; retry shortly".to_string() })]
     NotMaster {
         /// The master's advertised address, when known.
+        master: Option<String>,
+        /// The epoch this node knows; the master named is that epoch's.
+        epoch: u64,
+    },
+    /// A master of another history: its cluster id is not the one this replica belongs to.
+    #[error(
+        "the master at {master} belongs to cluster {master_cluster}, but this replica's data belongs to cluster {replica_cluster}: \
+         the master's data directory is not the one this replica followed (a new or wrong --data-dir, a failed mount?). \
+         The replica keeps its data and does not follow it. Point the master at its real data directory; \
+         or, to discard this replica's data and copy that master's on purpose, restart the replica with --reseed"
+    )]
+    ClusterMismatch {
+        /// The master's address.
+        master: String,
+        /// The master's cluster id.
+        master_cluster: String,
+        /// The replica's cluster id.
+        replica_cluster: String,
+    },
+    /// A switchover or promotion that cannot go ahead; nothing was changed.
+    #[error("{reason}")]
+    FailoverRefused {
+        /// The cause and what to do.
+        reason: String,
+    },
+    /// A switchover that started and was called off; writes resumed on the master.
+    #[error("the switchover was called off and writes resumed on this master: {reason}")]
+    FailoverAborted {
+        /// What went wrong.
+        reason: String,
+    },
+    /// A node named that is not a member of the cluster.
+    #[error("{node:?} is not a member of this cluster{}; `kvctl status` lists the members", if .known.is_empty() { String::new() } else { format!(" (members: {})", .known.join(", ")) })]
+    UnknownNode {
+        /// What was asked for.
+        node: String,
+        /// The members (node id at address).
+        known: Vec<String>,
+    },
+    /// A node name that matches several members.
+    #[error("{node:?} matches several members ({}); give more of the node id", .matches.join(", "))]
+    AmbiguousNode {
+        /// What was asked for.
+        node: String,
+        /// The members it matches.
+        matches: Vec<String>,
+    },
+    /// A request from a node of an older epoch; the sender must catch up with `epoch`.
+    #[error("stale epoch {got}: this node is at epoch {epoch}{}", match .master { Some(m) => format!(", whose master is {m}"), None => String::new() })]
+    StaleEpoch {
+        /// The sender's epoch.
+        got: u64,
+        /// This node's epoch.
+        epoch: u64,
+        /// The master of that epoch.
         master: Option<String>,
     },
     /// A shard number out of range.
@@ -183,7 +238,12 @@ mod tests {
         assert!(e.is_condition_failed());
         let e = KvError::NotMaster {
             master: Some("localhost:3000".into()),
+            epoch: 2,
         };
-        assert!(e.to_string().ends_with("to the master at localhost:3000"));
+        assert!(
+            e.to_string().ends_with("to the master at localhost:3000"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("epoch 2"), "{e}");
     }
 }

@@ -2,8 +2,10 @@
 //! crosses the wire, the size limits, the key-to-shard routing and address parsing.
 //!
 //! ```text
-//! proto.rs      #[tarpc::service] Kv: get/put/delete/scan (clients), status (operators)
+//! proto.rs      #[tarpc::service] Kv: get/put/delete/scan (clients), status (operators),
+//!               join/pull/snapshot/hello (replication), failover/promote/forget (admin)
 //! types.rs      request and reply structs, Role, SyncPolicy, NodeStatus
+//! cluster.rs    epochs, log positions, members, hello, failover and promotion plans
 //! error.rs      KvError: a matchable enum with messages that name the limit or the fix
 //! limits.rs     key/value/frame/page limits and their defaults
 //! routing.rs    shard_for(key, shards): xxh3-64 of the key bytes modulo the shard count
@@ -17,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod addr;
+pub mod cluster;
 pub mod error;
 pub mod limits;
 pub mod proto;

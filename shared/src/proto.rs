@@ -9,6 +9,10 @@ use crate::{
     ClusterStatus, Digest, JoinReply, JoinRequest, KvError, MputRequest, NodeStatus, PullReply,
     PullRequest, PutRequest, ScanPage, ScanRequest, SnapshotPage, SnapshotRequest, Version,
     Versioned,
+    cluster::{
+        FailoverReply, FailoverRequest, HelloReply, HelloRequest, PromoteReply, PromoteRequest,
+        TakeOverRequest,
+    },
 };
 
 /// The key-value service a `kvd` node serves.
@@ -44,4 +48,17 @@ pub trait Kv {
     async fn pull(req: PullRequest) -> Result<PullReply, KvError>;
     /// Replicas: one page of a consistent copy of a shard, for a full resync.
     async fn snapshot(req: SnapshotRequest) -> Result<SnapshotPage, KvError>;
+    /// Nodes: exchange epochs (a higher one is adopted, persisted first) and positions.
+    async fn hello(req: HelloRequest) -> Result<HelloReply, KvError>;
+    /// The old master's last step of a switchover: the replica takes `epoch` and becomes the
+    /// master, once it has applied every shard's `positions`.
+    async fn take_over(req: TakeOverRequest) -> Result<(), KvError>;
+
+    /// Admin, on the master: hand over to a replica (switchover), or only plan it.
+    async fn failover(req: FailoverRequest) -> Result<FailoverReply, KvError>;
+    /// Admin, on a replica: make it the master while the master is gone, or only plan it.
+    async fn promote(req: PromoteRequest) -> Result<PromoteReply, KvError>;
+    /// Admin, on the master: remove a replica from the membership for good (node id, a unique
+    /// prefix of one, or its address); returns the member removed.
+    async fn forget(node: String) -> Result<crate::cluster::Member, KvError>;
 }

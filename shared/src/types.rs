@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use crate::cluster::{Epoch, EpochStart, FailoverRecord, Member};
+
 /// A version: the sequence number of the shard's replication log entry that wrote the value.
 pub type Version = u64;
 
@@ -134,6 +136,10 @@ pub struct ShardStatus {
     pub partial_resyncs: u64,
     /// On a replica: times it copied the whole shard.
     pub full_resyncs: u64,
+    /// The epoch of the last entry applied (0 when none).
+    pub last_epoch: Epoch,
+    /// On a replica: the master's last sequence as of the last pull (on a master, `last_seq`).
+    pub master_seq: u64,
 }
 
 /// A node's view of itself.
@@ -162,6 +168,17 @@ pub struct NodeStatus {
     /// Keys read (by get, mget and scan) since the process started; its change over time is
     /// the node's read rate.
     pub reads: u64,
+    /// The cluster this node belongs to (made by the first master, shared by its replicas).
+    pub cluster_id: String,
+    /// The cluster-wide epoch this node knows.
+    pub epoch: Epoch,
+    /// The master of that epoch, as this node knows it.
+    pub master: Option<Member>,
+    /// On a master: whether it admits writes now (false while a switchover pauses them, while
+    /// it asks its replicas for their epoch at start, or once it learned of a newer master).
+    pub writable: bool,
+    /// The last failover this node took part in.
+    pub last_failover: Option<FailoverRecord>,
 }
 
 /// Many unconditional puts in one call.
@@ -208,6 +225,10 @@ pub struct JoinRequest {
     pub address: String,
     /// The replica's shard count; must equal the master's.
     pub shards: u32,
+    /// The replica's cluster, `None` for a new, empty replica (it adopts the master's).
+    pub cluster_id: Option<String>,
+    /// The replica's epoch.
+    pub epoch: Epoch,
 }
 
 /// The master's answer to a join.
@@ -217,6 +238,12 @@ pub struct JoinReply {
     pub master_id: String,
     /// The master's advertised address.
     pub master_address: String,
+    /// The master's cluster.
+    pub cluster_id: String,
+    /// The master's epoch.
+    pub epoch: Epoch,
+    /// Every member the master knows (itself included).
+    pub members: Vec<Member>,
 }
 
 /// A follower's long poll for a shard's log.
@@ -232,6 +259,16 @@ pub struct PullRequest {
     pub max_bytes: u32,
     /// How long the master may hold the call when it has nothing newer (milliseconds).
     pub wait_ms: u32,
+    /// The epoch of the replica's entry at `from_seq`: the master checks that its own entry
+    /// there is of the same epoch (same history), never trusting the sequence alone.
+    pub from_epoch: Epoch,
+    /// The replica's epoch (fencing: a master that hears of a higher one steps down).
+    pub epoch: Epoch,
+    /// The membership version the replica has; the master sends the members when it changed.
+    pub members_version: u64,
+    /// A candidate catching up from another replica before a promotion (served by replicas,
+    /// not counted as an acknowledgement).
+    pub catch_up: bool,
 }
 
 /// One replication log record.
@@ -252,6 +289,22 @@ pub enum PullReply {
         entries: Vec<LogEntry>,
         /// The master's last sequence on the shard when it answered.
         master_seq: u64,
+        /// The master's epoch.
+        epoch: Epoch,
+        /// The members and their version, when the replica's version is not the latest.
+        members: Option<(u64, Vec<Member>)>,
+    },
+    /// The replica's entry at `from_seq` is not the master's (another epoch wrote it, or the
+    /// master has no entry there): the histories diverged. The replica finds the last position
+    /// both share from the master's epoch history, moves its own entries past it to its
+    /// rollback file, and pulls again from there.
+    Diverged {
+        /// The master's epoch history of the shard.
+        history: Vec<EpochStart>,
+        /// The master's last sequence on the shard.
+        master_seq: u64,
+        /// The master's epoch.
+        epoch: Epoch,
     },
     /// The master no longer has the records after `from_seq` (trimmed), or the replica is ahead
     /// of the master (diverged history): copy the shard with `snapshot` pages.
@@ -286,6 +339,8 @@ pub struct SnapshotPage {
     pub entries: Vec<Entry>,
     /// Pass as `start_after` for the next page; `None` after the last page.
     pub next: Option<ByteBuf>,
+    /// The master's epoch history up to `seq` (the replica adopts it with the copy).
+    pub history: Vec<EpochStart>,
 }
 
 /// An order-independent digest of one shard's content at one sequence.
@@ -352,8 +407,12 @@ pub struct ReplicaStatus {
     pub address: String,
     /// Link state.
     pub link: LinkState,
-    /// Seconds since the master last heard from it.
+    /// Seconds since the master last heard from it (since the master started, for a member it
+    /// has not heard from since).
     pub last_seen_secs: f64,
+    /// When it was last heard from, across master restarts (milliseconds since the Unix
+    /// epoch; `None`: never).
+    pub last_seen_unix_ms: Option<u64>,
     /// Position and lag per shard.
     pub shards: Vec<ReplicaShardLag>,
 }
@@ -363,7 +422,8 @@ pub struct ReplicaStatus {
 pub struct ClusterStatus {
     /// The master itself.
     pub master: NodeStatus,
-    /// Every replica that joined since the master started.
+    /// Every replica of the cluster's membership (persisted: a replica that is down is listed
+    /// down until `kvctl replicas forget` removes it).
     pub replicas: Vec<ReplicaStatus>,
 }
 
@@ -378,4 +438,6 @@ pub struct MasterLink {
     pub since_unix_ms: u64,
     /// The last error, when down.
     pub last_error: Option<String>,
+    /// The master's node id, once joined.
+    pub master_id: Option<String>,
 }
