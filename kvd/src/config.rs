@@ -30,9 +30,15 @@ pub struct Args {
     /// host's address and advertises host:port.
     #[arg(long, env = "KVD_HOST", default_value = "http://localhost")]
     pub host: String,
-    /// Data directory [default: ./data/node-<port>].
+    /// Data directory [default: ./data/node-<port>]. A given directory that is missing is
+    /// created only if its parent exists (a failed mount must not start an empty node).
     #[arg(long, env = "KVD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Replica only: if the master belongs to another cluster (another history), discard this
+    /// replica's data and copy the master's instead of refusing it. Never the default.
+    #[arg(long, env = "KVD_RESEED", default_value_t = false, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub reseed: bool,
     /// When a write is acknowledged: `always` after its group commit is fsynced, `none` once it
     /// reached the OS (survives a process crash, not a power loss).
     #[arg(long, env = "KVD_SYNC", value_enum, default_value_t = SyncArg::Always)]
@@ -129,6 +135,10 @@ pub struct Config {
     pub host: String,
     /// Data directory.
     pub data_dir: PathBuf,
+    /// Whether `data_dir` is kvd's default (then missing parents are created).
+    pub data_dir_is_default: bool,
+    /// Replica: follow a master of another cluster by discarding local data.
+    pub reseed: bool,
     /// Sync policy.
     pub sync: SyncPolicy,
     /// Key limit.
@@ -254,6 +264,10 @@ impl Args {
                 }
             },
         };
+        if self.reseed && !self.replica {
+            return bad("--reseed is for replicas: it discards the replica's data to copy its master's; drop it, or add --replica=true --master=...".into());
+        }
+        let data_dir_is_default = self.data_dir.is_none();
         let data_dir = self
             .data_dir
             .unwrap_or_else(|| PathBuf::from(format!("./data/node-{}", self.port)));
@@ -264,6 +278,8 @@ impl Args {
             master,
             host,
             data_dir,
+            data_dir_is_default,
+            reseed: self.reseed,
             sync: match self.sync {
                 SyncArg::Always => SyncPolicy::Always,
                 SyncArg::None => SyncPolicy::None,

@@ -6,6 +6,8 @@
 //! logging.rs  stdout + rolling files, panic hook
 //! node.rs     Node: shards, limits, lifecycle; what each request does
 //! rpc.rs      tarpc adapter, accept loop, per-IP connection cap
+//! cluster/    role and epoch: the state machine, its runtime, cluster.json, failover
+//! replication/ master registry, replica followers, truncation and the rollback file
 //! storage/    fjall shard stores, group-commit writers, node.json
 //! ```
 //!
@@ -137,13 +139,11 @@ impl Server {
             }
             None => None,
         };
-        let role = if cfg.master.is_some() {
-            shared::Role::Replica
-        } else {
-            shared::Role::Master
-        };
-        let node = Node::open(cfg, std::sync::Arc::new(metrics::Metrics::new(role)?))?;
-        node.set_advertised(advertised.clone());
+        let node = Node::open(
+            cfg,
+            std::sync::Arc::new(metrics::Metrics::new()?),
+            advertised.clone(),
+        )?;
         Ok(Self {
             node,
             listener,
@@ -202,10 +202,6 @@ impl Server {
         let tracker = TaskTracker::new();
         if let Some((listener, _)) = metrics {
             tracker.spawn(metrics::serve(listener, node.clone(), stop.clone()));
-        }
-        let master = cfg.master.as_ref().map(ToString::to_string);
-        if let Some(master) = &master {
-            tracing::info!(%master, "following the master");
         }
         let background = node.run_background();
         let accepting = rpc::accept_loop(

@@ -13,6 +13,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before the log files create anything under the data directory.
+    if let Err(e) = kvd::storage::meta::check_data_dir(&cfg.data_dir, cfg.data_dir_is_default) {
+        eprintln!("kvd: {e}");
+        return ExitCode::FAILURE;
+    }
     let _guard = match kvd::logging::init(&cfg.log) {
         Ok(guard) => guard,
         Err(e) => {

@@ -57,9 +57,19 @@ pub enum Op {
     Pull,
     /// `snapshot`
     Snapshot,
+    /// `hello`
+    Hello,
+    /// `take_over`
+    TakeOver,
+    /// `failover`
+    Failover,
+    /// `promote`
+    Promote,
+    /// `forget`
+    Forget,
 }
 
-const OPS: [(Op, &str); 12] = [
+const OPS: [(Op, &str); 17] = [
     (Op::Get, "get"),
     (Op::Put, "put"),
     (Op::Delete, "delete"),
@@ -72,6 +82,11 @@ const OPS: [(Op, &str); 12] = [
     (Op::Join, "join"),
     (Op::Pull, "pull"),
     (Op::Snapshot, "snapshot"),
+    (Op::Hello, "hello"),
+    (Op::TakeOver, "take_over"),
+    (Op::Failover, "failover"),
+    (Op::Promote, "promote"),
+    (Op::Forget, "forget"),
 ];
 
 impl Op {
@@ -117,7 +132,14 @@ pub struct Metrics {
     replica_partial: IntCounterVec,
     replica_full: IntCounterVec,
     replicas: IntGauge,
-    link_up: IntGauge,
+    link_up: IntGaugeVec,
+    epoch: IntGauge,
+    role: IntGaugeVec,
+    writable: IntGauge,
+    failovers: IntGauge,
+    /// Entries this node gave up when it rejoined a master whose history lacks them (kept in
+    /// its rollback files).
+    pub rollback_entries: IntCounter,
     link_lag: IntGaugeVec,
     resyncing: IntGaugeVec,
     uptime: Gauge,
@@ -139,7 +161,7 @@ impl Metrics {
     ///
     /// # Errors
     /// Only on a programming error (a duplicate or invalid metric name).
-    pub fn new(role: Role) -> Result<Self, MetricsError> {
+    pub fn new() -> Result<Self, MetricsError> {
         let registry = Registry::new_custom(Some("kvd".into()), None)?;
         let reg = |c: Box<dyn prometheus::core::Collector>| registry.register(c);
 
@@ -252,11 +274,33 @@ impl Metrics {
         reg(Box::new(replica_full.clone()))?;
         let replicas = IntGauge::new("replicas", "Replicas that joined this master")?;
         reg(Box::new(replicas.clone()))?;
-        let link_up = IntGauge::new(
+        let link_up = gauge(
             "master_link_up",
-            "On a replica: 1 when its link to the master works",
+            "On a replica: 1 when its link to the master works (no sample on a master)",
+            &["master"],
         )?;
-        reg(Box::new(link_up.clone()))?;
+        let epoch = IntGauge::new("epoch", "The cluster-wide epoch this node knows")?;
+        reg(Box::new(epoch.clone()))?;
+        let role = gauge(
+            "role",
+            "1 for the role the node has now (master or replica), 0 for the other",
+            &["role"],
+        )?;
+        let writable = IntGauge::new(
+            "writable",
+            "1 while this node is a master that admits writes",
+        )?;
+        reg(Box::new(writable.clone()))?;
+        let failovers = IntGauge::new(
+            "failovers",
+            "Failovers (switchovers and promotions) this node took part in since it started",
+        )?;
+        reg(Box::new(failovers.clone()))?;
+        let rollback_entries = IntCounter::new(
+            "rollback_entries_total",
+            "Entries given up when rejoining a master whose history lacks them (see the rollback files)",
+        )?;
+        reg(Box::new(rollback_entries.clone()))?;
         let link_lag = gauge(
             "master_lag_operations",
             "On a replica: operations behind the master's sequence at the last pull",
@@ -272,11 +316,9 @@ impl Metrics {
 
         let build = IntGaugeVec::new(
             Opts::new("build_info", "Build information; the value is 1"),
-            &["version", "role"],
+            &["version"],
         )?;
-        build
-            .with_label_values(&[env!("CARGO_PKG_VERSION"), role.as_str()])
-            .set(1);
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         reg(Box::new(build))?;
         #[cfg(target_os = "linux")]
         reg(Box::new(
@@ -300,6 +342,11 @@ impl Metrics {
             replica_full,
             replicas,
             link_up,
+            epoch,
+            role,
+            writable,
+            failovers,
+            rollback_entries,
             link_lag,
             resyncing,
             uptime,
@@ -323,6 +370,18 @@ impl Metrics {
     pub fn render(&self, node: &Node) -> Result<String, MetricsError> {
         let status = node.status();
         self.uptime.set(status.uptime_secs as f64);
+        self.epoch.set(gauge_i64(status.epoch));
+        for r in [Role::Master, Role::Replica] {
+            self.role
+                .with_label_values(&[r.as_str()])
+                .set(i64::from(r == status.role));
+        }
+        self.writable.set(i64::from(status.writable));
+        self.failovers.set(gauge_i64(
+            node.cluster()
+                .failovers
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ));
         for s in &status.shards {
             let label = s.shard.to_string();
             self.shard_keys
@@ -340,8 +399,11 @@ impl Metrics {
                     .set(i64::from(s.resyncing));
             }
         }
+        self.link_up.reset();
         if let Some(link) = &status.master_link {
-            self.link_up.set(i64::from(link.state == LinkState::Up));
+            self.link_up
+                .with_label_values(&[&link.master])
+                .set(i64::from(link.state == LinkState::Up));
             for (shard, lag) in node.replica_lag().into_iter().enumerate() {
                 self.link_lag
                     .with_label_values(&[&shard.to_string()])

@@ -1,8 +1,13 @@
-//! The node: a cheap-to-clone handle over the shards, the configuration and the lifecycle
-//! state. The RPC layer (`rpc.rs`) is a thin adapter over these methods.
+//! The node: a cheap-to-clone handle over the shards, the configuration, the cluster state and
+//! the lifecycle state. The RPC layer (`rpc.rs`) is a thin adapter over these methods.
 //!
-//! Reads go straight to a shard's store; writes go through the shard's writer. Every request
-//! holds an [`InFlight`] guard so shutdown can wait for the requests it already accepted.
+//! Reads go straight to a shard's store; writes pass the cluster's write gate (which says
+//! whether this node is the master, in which epoch) and go through the shard's writer. Every
+//! request holds an [`InFlight`] guard so shutdown can wait for the requests it already accepted.
+//!
+//! The role is not decided here: `cluster/` owns it (the state machine and its runtime), and
+//! the node only reads its view. The master's registry and the replica's state both live as
+//! long as the node, since the role changes at run time.
 
 use std::{
     sync::{
@@ -17,6 +22,7 @@ use shared::{
     ClusterStatus, Digest, Entry, JoinReply, JoinRequest, KvError, MputRequest, NodeStatus,
     PullReply, PullRequest, PutRequest, Role, ScanPage, ScanRequest, ShardStatus, SnapshotPage,
     SnapshotRequest, Version, Versioned,
+    cluster::{FIRST_EPOCH, Member},
     limits::{DEFAULT_SCAN_LIMIT, MAX_BATCH_KEYS, MAX_SCAN_LIMIT, scan_page_bytes},
     routing::shard_for,
 };
@@ -24,9 +30,17 @@ use shared::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    cluster::{
+        Cluster,
+        persist::ClusterFile,
+        runtime,
+        state::{Event, Gate},
+    },
     config::Config,
     metrics::Metrics,
-    replication::{MAX_PULL_WAIT_MS, MasterState, PULL_MAX_ENTRIES, ReplicaState},
+    replication::{
+        MAX_PULL_WAIT_MS, MasterState, PULL_MAX_ENTRIES, ReplicaState, replica::ReplicaShard,
+    },
     storage::{NodeMeta, ShardStore, StorageError, WriteKind, WriterHandle, meta::DirLock},
 };
 
@@ -38,7 +52,12 @@ pub struct Node {
 
 struct Inner {
     metrics: Arc<Metrics>,
-    role: RoleState,
+    /// Role, epoch, membership: the one owner of "is this node the master?".
+    cluster: Cluster,
+    /// The registry of replicas, used while this node is master.
+    master: MasterState,
+    /// The follower's state, used while this node is a replica.
+    replica: ReplicaState,
     /// Fires at shutdown: long polls and followers stop waiting.
     cancel: CancellationToken,
     cfg: Config,
@@ -47,19 +66,15 @@ struct Inner {
     _lock: DirLock,
     shards: Vec<Shard>,
     started: Instant,
-    advertised: std::sync::OnceLock<String>,
+    advertised: String,
     shutting_down: AtomicBool,
     in_flight: AtomicUsize,
     /// Woken when `in_flight` drops to zero.
     idle: tokio::sync::Notify,
     /// Keys read since start (get, mget, scan), for the read rate operators see.
     reads: AtomicU64,
-}
-
-/// What differs between a master and a replica.
-enum RoleState {
-    Master(MasterState),
-    Replica(ReplicaState),
+    /// Set when the node must stop (a master refused this replica for good).
+    fatal: std::sync::Mutex<Option<KvError>>,
 }
 
 /// One shard: its store (reads) and its writer (every write).
@@ -106,15 +121,23 @@ fn storage_err(shard: u32) -> impl Fn(StorageError) -> KvError {
 }
 
 impl Node {
-    /// Opens the data directory and every shard (replaying their journals) and starts the
-    /// shard writers.
+    /// Opens the data directory and every shard (replaying their journals), starts the shard
+    /// writers, and loads the cluster state; `advertised` is the address the node is reached at.
+    /// The role starts with [`Node::run_background`].
     ///
     /// # Errors
-    /// When the directory is locked, made for another shard count, or a shard fails to open.
-    pub fn open(cfg: Config, metrics: Arc<Metrics>) -> Result<Self, StorageError> {
-        let (meta, lock) = NodeMeta::open(&cfg.data_dir, cfg.shards)?;
+    /// When the directory is locked, made for another shard count, or a shard or
+    /// `cluster.json` fails to open.
+    pub fn open(
+        cfg: Config,
+        metrics: Arc<Metrics>,
+        advertised: String,
+    ) -> Result<Self, StorageError> {
+        let (meta, lock) = NodeMeta::open(&cfg.data_dir, cfg.shards, cfg.data_dir_is_default)?;
+        let fence = Arc::new(AtomicU64::new(0));
         let mut shards = Vec::with_capacity(cfg.shards as usize);
         let mut resyncing = Vec::with_capacity(cfg.shards as usize);
+        let mut has_data = false;
         for id in 0..cfg.shards {
             let store = Arc::new(ShardStore::open(
                 &NodeMeta::shard_dir(&cfg.data_dir, id),
@@ -126,36 +149,150 @@ impl Node {
                 cfg.sync,
                 cfg.log_retention,
                 Some(metrics.shard(id)),
+                Arc::clone(&fence),
             )?;
+            has_data |= *writer.last_seq().borrow() > 0;
             shards.push(Shard { store, writer });
         }
-        let role = match &cfg.master {
-            Some(master) => RoleState::Replica(ReplicaState::new(master.clone(), &resyncing)),
-            None => RoleState::Master(MasterState::new(cfg.shards, cfg.replica_timeout)),
+        let me = Member {
+            node_id: meta.node_id.clone(),
+            address: advertised.clone(),
         };
+        let file = Self::cluster_file(&cfg, &me, has_data)?;
+        let seed = cfg.master.as_ref().map(ToString::to_string);
+        let cluster = Cluster::new(me, cfg.data_dir.clone(), file, seed, fence);
         Ok(Self {
             inner: Arc::new(Inner {
                 metrics,
-                role,
+                cluster,
+                master: MasterState::new(cfg.shards, cfg.replica_timeout),
+                replica: ReplicaState::new(&resyncing),
                 cancel: CancellationToken::new(),
                 cfg,
                 meta,
                 _lock: lock,
                 shards,
                 started: Instant::now(),
-                advertised: std::sync::OnceLock::new(),
+                advertised,
                 shutting_down: AtomicBool::new(false),
                 in_flight: AtomicUsize::new(0),
                 idle: tokio::sync::Notify::new(),
                 reads: AtomicU64::new(0),
+                fatal: std::sync::Mutex::new(None),
             }),
         })
+    }
+
+    /// `cluster.json` as the node starts with it: as stored; or, the first time, a new cluster
+    /// of one for a master (epoch 1, also for a data directory written before epochs existed)
+    /// and an empty state for a replica, which learns it from its master.
+    fn cluster_file(
+        cfg: &Config,
+        me: &Member,
+        has_data: bool,
+    ) -> Result<ClusterFile, StorageError> {
+        let mut file = match ClusterFile::load(&cfg.data_dir)? {
+            Some(file) => {
+                if file
+                    .master
+                    .as_ref()
+                    .is_some_and(|m| m.node_id == me.node_id)
+                    && cfg.master.is_some()
+                {
+                    tracing::warn!(
+                        epoch = file.epoch,
+                        "this node is the master of its epoch (cluster.json), so --replica and --master are not followed"
+                    );
+                } else if let (Some(m), None) = (&file.master, &cfg.master)
+                    && m.node_id != me.node_id
+                {
+                    tracing::info!(
+                        epoch = file.epoch,
+                        master = %m.address,
+                        "this node is a replica of the master of its epoch (cluster.json), though started as a master"
+                    );
+                }
+                file
+            }
+            None if cfg.master.is_none() => {
+                let mut file = ClusterFile::empty();
+                let id = uuid::Uuid::new_v4().to_string();
+                tracing::info!(
+                    cluster_id = %id,
+                    upgraded = has_data,
+                    "a new cluster: this node is its master at epoch 1"
+                );
+                file.cluster_id = Some(id);
+                file.epoch = FIRST_EPOCH;
+                file.master = Some(me.clone());
+                file
+            }
+            None => ClusterFile::empty(),
+        };
+        let mut changed = file.upsert(me);
+        if file
+            .master
+            .as_ref()
+            .is_some_and(|m| m.node_id == me.node_id && m.address != me.address)
+        {
+            file.master = Some(me.clone());
+            changed = true;
+        }
+        if changed || !ClusterFile::path(&cfg.data_dir).exists() {
+            file.save(&cfg.data_dir)?;
+        }
+        Ok(file)
+    }
+
+    /// The cluster state: role, epoch, membership, the write gate.
+    #[must_use]
+    pub fn cluster(&self) -> &Cluster {
+        &self.inner.cluster
+    }
+
+    /// The master's registry of replicas.
+    #[must_use]
+    pub fn master(&self) -> &MasterState {
+        &self.inner.master
+    }
+
+    /// The replica's state.
+    #[must_use]
+    pub fn replica(&self) -> &ReplicaState {
+        &self.inner.replica
+    }
+
+    /// A local shard and its replication state.
+    ///
+    /// # Errors
+    /// `NoSuchShard` when out of range.
+    pub fn replica_shard(&self, shard: u32) -> Result<(&Shard, &ReplicaShard), KvError> {
+        let local = self.shard_at(shard)?;
+        let repl = self
+            .inner
+            .replica
+            .shard(shard)
+            .ok_or(KvError::NoSuchShard {
+                shard,
+                shards: self.inner.cfg.shards,
+            })?;
+        Ok((local, repl))
+    }
+
+    /// Stops the node with `error` (a master refused this replica for good).
+    pub fn fail(&self, error: KvError) {
+        *self
+            .inner
+            .fatal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
+        self.inner.cancel.cancel();
     }
 
     /// The address this node advertises.
     #[must_use]
     pub fn advertised(&self) -> String {
-        self.inner.advertised.get().cloned().unwrap_or_default()
+        self.inner.advertised.clone()
     }
 
     /// The node's metrics.
@@ -167,9 +304,10 @@ impl Node {
     /// On a replica, per shard: operations behind the master's sequence as of the last pull.
     #[must_use]
     pub fn replica_lag(&self) -> Vec<u64> {
-        match &self.inner.role {
-            RoleState::Master(_) => Vec::new(),
-            RoleState::Replica(r) => (0..self.inner.cfg.shards)
+        let r = &self.inner.replica;
+        match self.role() {
+            Role::Master => Vec::new(),
+            Role::Replica => (0..self.inner.cfg.shards)
                 .map(|i| {
                     let applied = self
                         .inner
@@ -191,9 +329,18 @@ impl Node {
     /// # Errors
     /// A short reason when it cannot.
     pub fn readiness(&self) -> Result<(), String> {
-        let RoleState::Replica(r) = &self.inner.role else {
-            return Ok(());
-        };
+        let view = self.inner.cluster.view();
+        if view.role == Role::Master {
+            return match view.gate {
+                Gate::Open => Ok(()),
+                _ => Err(format!(
+                    "the master of epoch {} does not admit writes yet (a switchover, or it is \
+                     asking its replicas for their epoch)",
+                    view.epoch
+                )),
+            };
+        }
+        let r = &self.inner.replica;
         let link = r.link();
         if link.state != shared::LinkState::Up {
             let secs = crate::replication::unix_ms().saturating_sub(link.since_unix_ms) / 1000;
@@ -222,13 +369,10 @@ impl Node {
         Ok(())
     }
 
-    /// The role.
+    /// The role now.
     #[must_use]
     pub fn role(&self) -> Role {
-        match self.inner.role {
-            RoleState::Master(_) => Role::Master,
-            RoleState::Replica(_) => Role::Replica,
-        }
+        self.inner.cluster.role()
     }
 
     /// Fires when the node shuts down.
@@ -237,32 +381,23 @@ impl Node {
         self.inner.cancel.clone()
     }
 
-    /// Runs the role's background work until shutdown: a replica's replication (whose error
-    /// means the master refused this replica for good), a master's sweep of silent replicas.
+    /// Starts the node's role (as `cluster.json` and the flags say) and runs until shutdown.
     ///
     /// # Errors
-    /// The master's refusal of this replica.
+    /// The master's refusal of this replica for good (shard count, duplicate id).
     pub async fn run_background(&self) -> Result<(), KvError> {
-        let cancel = self.inner.cancel.clone();
-        match &self.inner.role {
-            RoleState::Replica(state) => {
-                crate::replication::replica::run(self.clone(), state, cancel).await
-            }
-            RoleState::Master(state) => {
-                let mut tick = tokio::time::interval(Duration::from_millis(500));
-                loop {
-                    tokio::select! {
-                        () = cancel.cancelled() => return Ok(()),
-                        _ = tick.tick() => state.sweep(),
-                    }
-                }
-            }
+        runtime::start(self).await;
+        self.inner.cancel.cancelled().await;
+        let fatal = self
+            .inner
+            .fatal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        match fatal {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-    }
-
-    /// Records the address this node advertises (known once the listener is bound).
-    pub fn set_advertised(&self, address: String) {
-        let _ = self.inner.advertised.set(address);
     }
 
     /// The configuration.
@@ -314,8 +449,10 @@ impl Node {
         self.inner.in_flight.load(Ordering::Acquire)
     }
 
-    /// Lets every writer finish its queue, syncs every shard and stops the writers.
+    /// Stops the role's tasks, lets every writer finish its queue, syncs every shard and stops
+    /// the writers.
     pub async fn close_storage(&self) {
+        self.inner.cluster.stop_tasks().await;
         for shard in &self.inner.shards {
             shard.writer.close().await;
         }
@@ -362,24 +499,36 @@ impl Node {
             })
     }
 
-    fn master_state(&self) -> Result<&MasterState, KvError> {
-        match &self.inner.role {
-            RoleState::Master(m) => Ok(m),
-            RoleState::Replica(r) => Err(KvError::NotMaster {
-                master: Some(r.master.to_string()),
-            }),
+    fn not_master(&self) -> KvError {
+        let view = self.inner.cluster.view();
+        KvError::NotMaster {
+            master: view.master.map(|m| m.address),
+            epoch: view.epoch,
         }
     }
 
-    fn writable(&self) -> Result<&MasterState, KvError> {
-        self.master_state()
+    fn master_state(&self) -> Result<&MasterState, KvError> {
+        match self.role() {
+            Role::Master => Ok(&self.inner.master),
+            Role::Replica => Err(self.not_master()),
+        }
+    }
+
+    /// A writer's refusal names the epoch only; the node knows the master.
+    fn named(&self, e: KvError) -> KvError {
+        match e {
+            KvError::NotMaster { master: None, .. } => self.not_master(),
+            other => other,
+        }
     }
 
     /// Refuses reads of a shard a full resync is copying.
     fn readable(&self, shard: u32) -> Result<(), KvError> {
-        if let RoleState::Replica(r) = &self.inner.role
-            && r.shard(shard)
-                .is_some_and(|s| s.resyncing.load(Ordering::Acquire))
+        if self
+            .inner
+            .replica
+            .shard(shard)
+            .is_some_and(|s| s.resyncing.load(Ordering::Acquire))
         {
             return Err(KvError::ShardUnavailable {
                 shard,
@@ -413,7 +562,6 @@ impl Node {
     /// # Errors
     /// Invalid sizes, a failed condition, `NotMaster` on a replica, or a storage failure.
     pub async fn put(&self, req: PutRequest) -> Result<Version, KvError> {
-        let master = self.writable()?;
         self.check_key(&req.key)?;
         let max = self.inner.cfg.max_value_bytes;
         if req.value.len() > max {
@@ -428,13 +576,20 @@ impl Node {
             value: req.value.into_vec(),
             condition: req.condition,
         };
-        let seq = shard.writer.submit(kind).await?;
+        let ticket = self.inner.cluster.gate().admit().await?;
+        let seq = shard
+            .writer
+            .submit(kind, ticket.epoch)
+            .await
+            .map_err(|e| self.named(e))?;
+        drop(ticket);
         let seq = seq.ok_or_else(|| KvError::Storage {
             shard: shard.store.id(),
             message: "a put was not given a version".into(),
         })?;
         if let Some((acks, timeout)) = self.acks_wanted(req.acks, req.acks_timeout_ms) {
-            master
+            self.inner
+                .master
                 .wait_acks(shard.store.id(), seq, acks, timeout)
                 .await?;
         }
@@ -478,7 +633,6 @@ impl Node {
     /// Too many keys, an invalid key or value (nothing is written then), `NotMaster` on a
     /// replica, a storage failure, or too few acknowledgements.
     pub async fn mput(&self, req: MputRequest) -> Result<Vec<Version>, KvError> {
-        let master = self.writable()?;
         if req.entries.len() > MAX_BATCH_KEYS {
             return Err(KvError::InvalidArgument(format!(
                 "mput carries {} keys; the limit is {MAX_BATCH_KEYS} per call",
@@ -495,6 +649,8 @@ impl Node {
                 });
             }
         }
+        let ticket = self.inner.cluster.gate().admit().await?;
+        let epoch = ticket.epoch;
         let writes = req.entries.into_iter().map(|kv| {
             let shard = self.shard(&kv.key);
             let kind = WriteKind::Put {
@@ -502,15 +658,19 @@ impl Node {
                 value: kv.value.into_vec(),
                 condition: shared::PutCondition::None,
             };
-            async move { (shard.store.id(), shard.writer.submit(kind).await) }
+            async move { (shard.store.id(), shard.writer.submit(kind, epoch).await) }
         });
+        let results = futures::future::join_all(writes).await;
+        drop(ticket);
         let mut versions = Vec::new();
         let mut highest: Vec<u64> = vec![0; self.inner.shards.len()];
-        for (shard, result) in futures::future::join_all(writes).await {
-            let version = result?.ok_or_else(|| KvError::Storage {
-                shard,
-                message: "a put was not given a version".into(),
-            })?;
+        for (shard, result) in results {
+            let version = result
+                .map_err(|e| self.named(e))?
+                .ok_or_else(|| KvError::Storage {
+                    shard,
+                    message: "a put was not given a version".into(),
+                })?;
             if let Some(h) = highest.get_mut(shard as usize) {
                 *h = (*h).max(version);
             }
@@ -521,7 +681,7 @@ impl Node {
             for (shard, seq) in (0u32..).zip(highest) {
                 if seq > 0 {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    master.wait_acks(shard, seq, acks, left).await?;
+                    self.inner.master.wait_acks(shard, seq, acks, left).await?;
                 }
             }
         }
@@ -533,12 +693,15 @@ impl Node {
     /// # Errors
     /// An invalid key, `NotMaster` on a replica, or a storage failure.
     pub async fn delete(&self, key: Vec<u8>) -> Result<Option<Version>, KvError> {
-        self.writable()?;
         self.check_key(&key)?;
-        self.shard(&key)
+        let ticket = self.inner.cluster.gate().admit().await?;
+        let result = self
+            .shard(&key)
             .writer
-            .submit(WriteKind::Delete { key })
-            .await
+            .submit(WriteKind::Delete { key }, ticket.epoch)
+            .await;
+        drop(ticket);
+        result.map_err(|e| self.named(e))
     }
 
     /// One page of keys in order across every shard.
@@ -614,35 +777,42 @@ impl Node {
     #[must_use]
     pub fn status(&self) -> NodeStatus {
         let cfg = &self.inner.cfg;
+        let view = self.inner.cluster.view();
         let shards = self
             .inner
             .shards
             .iter()
             .map(|s| {
                 let id = s.store.id();
-                let repl = match &self.inner.role {
-                    RoleState::Replica(r) => r.shard(id),
-                    RoleState::Master(_) => None,
-                };
+                let repl = self.inner.replica.shard(id);
+                let pos = s.writer.last_pos();
                 ShardStatus {
                     shard: id,
                     keys: s.writer.stats().keys.load(Ordering::Relaxed),
-                    last_seq: *s.writer.last_seq().borrow(),
+                    last_seq: pos.seq,
                     disk_bytes: s.store.disk_bytes(),
                     resyncing: repl.is_some_and(|r| r.resyncing.load(Ordering::Acquire)),
                     partial_resyncs: repl.map_or(0, |r| r.partial_resyncs.load(Ordering::Relaxed)),
                     full_resyncs: repl.map_or(0, |r| r.full_resyncs.load(Ordering::Relaxed)),
+                    last_epoch: pos.epoch,
+                    master_seq: if view.role == Role::Master {
+                        pos.seq
+                    } else {
+                        repl.map_or(0, |r| r.master_seq.load(Ordering::Relaxed))
+                    },
                 }
             })
             .collect();
+        let file = self.inner.cluster.file();
         NodeStatus {
             node_id: self.inner.meta.node_id.clone(),
-            role: if cfg.master.is_some() {
-                Role::Replica
-            } else {
-                Role::Master
-            },
-            address: self.inner.advertised.get().cloned().unwrap_or_default(),
+            role: view.role,
+            cluster_id: file.cluster_id.clone().unwrap_or_default(),
+            epoch: view.epoch,
+            master: view.master.clone(),
+            writable: view.role == Role::Master && view.gate == Gate::Open,
+            last_failover: file.last_failover,
+            address: self.inner.advertised.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             uptime_secs: self.inner.started.elapsed().as_secs(),
             reads: self.inner.reads.load(Ordering::Relaxed),
@@ -650,9 +820,9 @@ impl Node {
             max_key_bytes: cfg.max_key_bytes as u64,
             max_value_bytes: cfg.max_value_bytes as u64,
             shards,
-            master_link: match &self.inner.role {
-                RoleState::Replica(r) => Some(r.link()),
-                RoleState::Master(_) => None,
+            master_link: match view.role {
+                Role::Replica => Some(self.inner.replica.link()),
+                Role::Master => None,
             },
         }
     }
@@ -683,39 +853,131 @@ impl Node {
         })
     }
 
-    /// Registers a replica (master only).
-    ///
-    /// # Errors
-    /// `NotMaster` on a replica; the registry's refusals.
-    pub fn join(&self, req: &JoinRequest) -> Result<JoinReply, KvError> {
-        self.master_state()?
-            .join(req, self.node_id(), &self.advertised())
+    /// Hears the epoch a peer's request carries: a higher one is adopted (a master steps down).
+    async fn hear(&self, epoch: u64) -> Result<(), KvError> {
+        if epoch > self.inner.cluster.view().epoch {
+            runtime::handle(
+                self,
+                Event::Heard {
+                    epoch,
+                    master: None,
+                },
+            )
+            .await?;
+        }
+        Ok(())
     }
 
-    /// Serves a follower's long poll (master only).
+    /// Registers a replica (master only) and adds it to the persisted membership.
+    ///
+    /// # Errors
+    /// `NotMaster` on a replica; `ClusterMismatch` for a replica of another cluster; the
+    /// registry's refusals; `DuplicateNode` when another live node answers as that node id.
+    pub async fn join(&self, req: &JoinRequest) -> Result<JoinReply, KvError> {
+        self.hear(req.epoch).await?;
+        let master = self.master_state()?;
+        let mine = self.inner.cluster.cluster_id().unwrap_or_default();
+        if let Some(theirs) = &req.cluster_id
+            && *theirs != mine
+        {
+            tracing::warn!(
+                node_id = %req.node_id,
+                address = %req.address,
+                replica_cluster = %theirs,
+                "refused a replica of another cluster"
+            );
+            return Err(KvError::ClusterMismatch {
+                master: self.advertised(),
+                master_cluster: mine,
+                replica_cluster: theirs.clone(),
+            });
+        }
+        if let Some(old) = master.check_join(req, self.node_id(), &self.advertised())? {
+            // Who is at the old address? The same node id there is a copied data directory; no
+            // answer, or another node, means the replica moved.
+            match crate::cluster::peers::status(&old, Duration::from_secs(1)).await {
+                Ok(s) if s.node_id == req.node_id => {
+                    return Err(KvError::DuplicateNode {
+                        node_id: req.node_id.clone(),
+                        existing: old,
+                    });
+                }
+                _ => tracing::info!(
+                    node_id = %req.node_id,
+                    from = %old,
+                    to = %req.address,
+                    "replica came back at a new address"
+                ),
+            }
+        }
+        master.join(req);
+        let member = Member {
+            node_id: req.node_id.clone(),
+            address: req.address.clone(),
+        };
+        let before = self.inner.cluster.file().members_version;
+        let file = self
+            .inner
+            .cluster
+            .update_file(|f| f.upsert(&member))
+            .await?;
+        if file.members_version != before {
+            runtime::handle(self, Event::Members(file.member_list())).await?;
+        }
+        let view = self.inner.cluster.view();
+        Ok(JoinReply {
+            master_id: self.node_id().to_string(),
+            master_address: self.advertised(),
+            cluster_id: mine,
+            epoch: view.epoch,
+            members: file.member_list(),
+        })
+    }
+
+    /// Serves a follower's long poll (master only), or a promotion candidate's catch-up (any
+    /// node). The entry at `from_seq` must be of `from_epoch` here too, else the answer is
+    /// `Diverged` with this shard's epoch history.
     ///
     /// # Errors
     /// `NotMaster` on a replica, `NotJoined`, `NoSuchShard`, or a storage failure.
     pub async fn pull(&self, req: PullRequest) -> Result<PullReply, KvError> {
-        let master = self.master_state()?;
+        self.hear(req.epoch).await?;
+        let master = if req.catch_up {
+            None
+        } else {
+            Some(self.master_state()?)
+        };
         let shard = self.shard_at(req.shard)?;
         let mut changes = shard.writer.last_seq();
         let master_seq = *changes.borrow_and_update();
-        let note = master.record_pull(&req.node_id, req.shard, req.from_seq, master_seq)?;
+        let epoch = self.inner.cluster.view().epoch;
+        if req.from_seq > master_seq || shard.writer.epoch_at(req.from_seq) != req.from_epoch {
+            // Not the same history: acknowledge nothing, and say where the epochs begin here.
+            if let Some(m) = master {
+                m.record_pull(&req.node_id, req.shard, 0, master_seq)?;
+            }
+            tracing::info!(
+                node_id = %req.node_id,
+                shard = req.shard,
+                from = %shared::cluster::LogPos { epoch: req.from_epoch, seq: req.from_seq },
+                here = %shared::cluster::LogPos { epoch: shard.writer.epoch_at(req.from_seq.min(master_seq)), seq: master_seq },
+                "the replica's history diverged from this node's"
+            );
+            return Ok(PullReply::Diverged {
+                history: shard.writer.epochs().starts().to_vec(),
+                master_seq,
+                epoch,
+            });
+        }
+        let note = match master {
+            Some(m) => Some(m.record_pull(&req.node_id, req.shard, req.from_seq, master_seq)?),
+            None => None,
+        };
         let resync = |first: Option<u64>| PullReply::FullResyncNeeded {
             first_seq: first.unwrap_or(master_seq + 1),
             master_seq,
         };
-        if req.from_seq > master_seq {
-            // The replica has writes this master does not: histories diverged.
-            return Ok(resync(
-                shard
-                    .store
-                    .first_log_seq()
-                    .map_err(storage_err(req.shard))?,
-            ));
-        }
-        if req.from_seq == master_seq {
+        if req.from_seq == master_seq && req.wait_ms > 0 {
             let wait = Duration::from_millis(u64::from(req.wait_ms.min(MAX_PULL_WAIT_MS)));
             tokio::select! {
                 _ = tokio::time::timeout(wait, changes.changed()) => {}
@@ -744,13 +1006,18 @@ impl Node {
                     .map_err(storage_err(req.shard))?,
             ));
         }
-        if note.first_since_join && from > 0 {
-            master.count_partial(&req.node_id, req.shard);
+        if note.is_some_and(|n| n.first_since_join) && from > 0 {
+            self.inner.master.count_partial(&req.node_id, req.shard);
             tracing::info!(node_id = %req.node_id, shard = req.shard, from_seq = from, master_seq = now_seq, "replica resumes by partial resync");
         }
+        let file = self.inner.cluster.file();
+        let members = (!req.catch_up && req.members_version != file.members_version)
+            .then(|| (file.members_version, file.member_list()));
         Ok(PullReply::Entries {
             entries,
             master_seq: now_seq,
+            epoch,
+            members,
         })
     }
 
@@ -779,7 +1046,13 @@ impl Node {
         if next.is_none() {
             master.end_copy(&req.node_id, req.shard);
         }
-        Ok(SnapshotPage { seq, entries, next })
+        let history = shard.writer.epochs().up_to(seq).starts().to_vec();
+        Ok(SnapshotPage {
+            seq,
+            entries,
+            next,
+            history,
+        })
     }
 
     /// The digest of a shard now.
@@ -814,12 +1087,12 @@ impl Node {
         wait: Duration,
     ) -> Result<Digest, KvError> {
         self.shard_at(shard)?;
-        match (at_seq, &self.inner.role) {
+        match (at_seq, self.role()) {
             (None, _) => self.digest_now(shard).await,
-            (Some(seq), RoleState::Replica(state)) => {
-                crate::replication::replica::digest_at(self, state, shard, seq, wait).await
+            (Some(seq), Role::Replica) => {
+                crate::replication::replica::digest_at(self, shard, seq, wait).await
             }
-            (Some(seq), RoleState::Master(_)) => {
+            (Some(seq), Role::Master) => {
                 let d = self.digest_now(shard).await?;
                 if d.seq == seq {
                     Ok(d)

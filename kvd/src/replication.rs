@@ -21,6 +21,7 @@
 
 pub mod master;
 pub mod replica;
+pub mod rollback;
 
 pub use master::MasterState;
 pub use replica::ReplicaState;

@@ -24,7 +24,13 @@ use serde_bytes::ByteBuf;
 use shared::{
     ClusterStatus, Digest, JoinReply, JoinRequest, Kv, KvError, MputRequest, NodeStatus, PullReply,
     PullRequest, PutRequest, ScanPage, ScanRequest, SnapshotPage, SnapshotRequest, Version,
-    Versioned, limits::server_max_frame_bytes, transport::server_transport,
+    Versioned,
+    cluster::{
+        FailoverReply, FailoverRequest, HelloReply, HelloRequest, Member, PromoteReply,
+        PromoteRequest, TakeOverRequest,
+    },
+    limits::server_max_frame_bytes,
+    transport::server_transport,
 };
 use tarpc::{
     context::Context,
@@ -34,7 +40,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 
-use crate::{metrics::Op, node::Node};
+use crate::{
+    cluster::{failover, runtime},
+    metrics::Op,
+    node::Node,
+};
 
 /// Most requests of one connection handled at once; beyond it the connection is read no further
 /// until one finishes (backpressure on that client only).
@@ -133,8 +143,7 @@ impl Kv for RpcServer {
     }
 
     async fn join(self, _: Context, req: JoinRequest) -> Result<JoinReply, KvError> {
-        self.handle(Op::Join, None, async { self.node.join(&req) })
-            .await
+        self.handle(Op::Join, None, self.node.join(&req)).await
     }
 
     async fn pull(self, _: Context, req: PullRequest) -> Result<PullReply, KvError> {
@@ -146,6 +155,31 @@ impl Kv for RpcServer {
     async fn snapshot(self, _: Context, req: SnapshotRequest) -> Result<SnapshotPage, KvError> {
         let shard = req.shard;
         self.handle(Op::Snapshot, Some(shard), self.node.snapshot(req))
+            .await
+    }
+
+    async fn hello(self, _: Context, req: HelloRequest) -> Result<HelloReply, KvError> {
+        self.handle(Op::Hello, None, runtime::on_hello(&self.node, req))
+            .await
+    }
+
+    async fn take_over(self, _: Context, req: TakeOverRequest) -> Result<(), KvError> {
+        self.handle(Op::TakeOver, None, failover::take_over(&self.node, req))
+            .await
+    }
+
+    async fn failover(self, _: Context, req: FailoverRequest) -> Result<FailoverReply, KvError> {
+        self.handle(Op::Failover, None, failover::failover(&self.node, req))
+            .await
+    }
+
+    async fn promote(self, _: Context, req: PromoteRequest) -> Result<PromoteReply, KvError> {
+        self.handle(Op::Promote, None, failover::promote(&self.node, req))
+            .await
+    }
+
+    async fn forget(self, _: Context, node: String) -> Result<Member, KvError> {
+        self.handle(Op::Forget, None, failover::forget(&self.node, &node))
             .await
     }
 }

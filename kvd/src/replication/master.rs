@@ -1,6 +1,10 @@
 //! The master's side: the registry of replicas with their position per shard, acknowledgement
 //! waits, and the consistent copies served during full resyncs.
 //!
+//! The registry starts from the persisted membership (`cluster.json`) when the node becomes
+//! master, so a replica that is down at that moment is listed down, with when it was last seen,
+//! instead of forgotten; `forget` removes one for good.
+//!
 //! Everything here sits behind one `std::sync::Mutex`, held only for map updates and never across
 //! an `.await`. Waiters for acknowledgements watch a counter that every advancing pull bumps.
 
@@ -10,8 +14,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shared::{JoinReply, JoinRequest, KvError, LinkState, ReplicaShardLag, ReplicaStatus};
+use shared::{JoinRequest, KvError, LinkState, ReplicaShardLag, ReplicaStatus, cluster::Member};
 use tokio::sync::watch;
+
+use super::unix_ms;
+use crate::cluster::persist::MemberRecord;
 
 /// Idle time after which a full-resync copy is dropped.
 const SESSION_IDLE: Duration = Duration::from_secs(120);
@@ -30,10 +37,38 @@ struct ShardPos {
 #[derive(Debug)]
 struct Replica {
     address: String,
-    last_seen: Instant,
+    /// When this master last heard from it; `None`: not since it became master.
+    last_seen: Option<Instant>,
+    /// The same, across restarts (milliseconds since the Unix epoch).
+    last_seen_unix_ms: Option<u64>,
     /// Whether the sweep has reported it down (so the transition is logged once).
     marked_down: bool,
+    /// When this master last sent it a `hello` (the sweep asks silent replicas their epoch).
+    asked_at: Option<Instant>,
     shards: Vec<ShardPos>,
+}
+
+impl Replica {
+    fn new(address: String, last_seen_unix_ms: Option<u64>, shards: u32) -> Self {
+        Self {
+            address,
+            last_seen: None,
+            last_seen_unix_ms,
+            marked_down: true,
+            asked_at: None,
+            shards: vec![
+                ShardPos {
+                    first_pull: true,
+                    ..ShardPos::default()
+                };
+                shards as usize
+            ],
+        }
+    }
+
+    fn silent_for(&self, since_start: Duration) -> Duration {
+        self.last_seen.map_or(since_start, |t| t.elapsed())
+    }
 }
 
 /// A consistent copy of a shard being sent to one replica.
@@ -49,6 +84,8 @@ pub struct CopySession {
 pub struct MasterState {
     shards: u32,
     replica_timeout: Duration,
+    /// When this node last became master (replicas not heard from since are silent since then).
+    since: Mutex<Instant>,
     replicas: Mutex<HashMap<String, Replica>>,
     copies: Mutex<HashMap<(String, u32), CopySession>>,
     acks: watch::Sender<u64>,
@@ -70,10 +107,11 @@ fn heard_from<'a>(
         .ok_or_else(|| KvError::NotJoined {
             node_id: node_id.to_string(),
         })?;
-    replica.last_seen = Instant::now();
+    replica.last_seen = Some(Instant::now());
+    replica.last_seen_unix_ms = Some(unix_ms());
     if replica.marked_down {
         replica.marked_down = false;
-        tracing::info!(node_id, address = %replica.address, "replica link up again");
+        tracing::info!(node_id, address = %replica.address, "replica link up");
     }
     Ok(replica)
 }
@@ -85,6 +123,7 @@ impl MasterState {
         Self {
             shards,
             replica_timeout,
+            since: Mutex::new(Instant::now()),
             replicas: Mutex::new(HashMap::new()),
             copies: Mutex::new(HashMap::new()),
             acks: watch::Sender::new(0),
@@ -97,17 +136,48 @@ impl MasterState {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Registers (or re-registers) a replica.
+    /// Starts over from the membership (this node excluded): every member is listed, down
+    /// until it pulls.
+    pub fn reset(&self, members: &[MemberRecord], me: &str) {
+        *self
+            .since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+        let mut registry = self.registry();
+        registry.clear();
+        for m in members.iter().filter(|m| m.node_id != me) {
+            registry.insert(
+                m.node_id.clone(),
+                Replica::new(m.address.clone(), m.last_seen_unix_ms, self.shards),
+            );
+        }
+        drop(registry);
+        self.copies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+
+    fn since_start(&self) -> Duration {
+        self.since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .elapsed()
+    }
+
+    /// Checks a join before it is taken: the shard count, and an id held by the master itself.
+    /// Returns the address another registration of the id is at, if it is live and elsewhere:
+    /// the caller asks that address who it is before it takes the join (a replica restarted on a
+    /// new address is taken back; a copied data directory is refused).
     ///
     /// # Errors
-    /// `ShardCountMismatch` when the counts differ; `DuplicateNode` when a live replica at
-    /// another address holds the id.
-    pub fn join(
+    /// `ShardCountMismatch` when the counts differ; `DuplicateNode` for the master's own id.
+    pub fn check_join(
         &self,
         req: &JoinRequest,
         master_id: &str,
         master_address: &str,
-    ) -> Result<JoinReply, KvError> {
+    ) -> Result<Option<String>, KvError> {
         if req.shards != self.shards {
             return Err(KvError::ShardCountMismatch {
                 master: self.shards,
@@ -120,49 +190,93 @@ impl MasterState {
                 existing: master_address.to_string(),
             });
         }
+        let registry = self.registry();
+        Ok(registry.get(&req.node_id).and_then(|existing| {
+            (existing.address != req.address
+                && existing
+                    .last_seen
+                    .is_some_and(|t| t.elapsed() < self.replica_timeout))
+            .then(|| existing.address.clone())
+        }))
+    }
+
+    /// Registers (or re-registers) a replica, keeping the counters of one that comes back.
+    pub fn join(&self, req: &JoinRequest) {
         let mut registry = self.registry();
-        if let Some(existing) = registry.get(&req.node_id)
-            && existing.address != req.address
-            && existing.last_seen.elapsed() < self.replica_timeout
-        {
-            return Err(KvError::DuplicateNode {
-                node_id: req.node_id.clone(),
-                existing: existing.address.clone(),
-            });
-        }
-        let shards = match registry.remove(&req.node_id) {
-            // Keep the counters of a replica that comes back.
-            Some(old) => old
-                .shards
-                .into_iter()
-                .map(|p| ShardPos {
-                    first_pull: true,
-                    ..p
-                })
-                .collect(),
-            None => vec![
-                ShardPos {
-                    first_pull: true,
-                    ..ShardPos::default()
-                };
-                self.shards as usize
-            ],
-        };
-        registry.insert(
-            req.node_id.clone(),
-            Replica {
+        let replica = match registry.remove(&req.node_id) {
+            Some(old) => Replica {
                 address: req.address.clone(),
-                last_seen: Instant::now(),
+                last_seen: Some(Instant::now()),
+                last_seen_unix_ms: Some(unix_ms()),
                 marked_down: false,
-                shards,
+                asked_at: None,
+                shards: old
+                    .shards
+                    .into_iter()
+                    .map(|p| ShardPos {
+                        first_pull: true,
+                        ..p
+                    })
+                    .collect(),
             },
-        );
+            None => Replica {
+                last_seen: Some(Instant::now()),
+                last_seen_unix_ms: Some(unix_ms()),
+                marked_down: false,
+                ..Replica::new(req.address.clone(), None, self.shards)
+            },
+        };
+        registry.insert(req.node_id.clone(), replica);
         drop(registry);
         tracing::info!(node_id = %req.node_id, address = %req.address, "replica joined");
-        Ok(JoinReply {
-            master_id: master_id.to_string(),
-            master_address: master_address.to_string(),
+    }
+
+    /// Removes a replica from the registry.
+    pub fn forget(&self, node_id: &str) {
+        self.registry().remove(node_id);
+    }
+
+    /// Whether the replica was heard from within the replica timeout.
+    #[must_use]
+    pub fn is_up(&self, node_id: &str) -> bool {
+        self.registry().get(node_id).is_some_and(|r| {
+            r.last_seen
+                .is_some_and(|t| t.elapsed() < self.replica_timeout)
         })
+    }
+
+    /// The replica's acknowledged sequence on `shard` (0 when unknown).
+    #[must_use]
+    pub fn acked_by(&self, node_id: &str, shard: u32) -> u64 {
+        self.registry()
+            .get(node_id)
+            .and_then(|r| r.shards.get(shard as usize))
+            .map_or(0, |p| p.acked)
+    }
+
+    /// Whether a full-resync copy for the replica is in progress.
+    #[must_use]
+    pub fn is_copying(&self, node_id: &str) -> bool {
+        self.copies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .any(|(n, _)| n == node_id)
+    }
+
+    /// A change of any replica's acknowledgements (for waits).
+    #[must_use]
+    pub fn ack_changes(&self) -> watch::Receiver<u64> {
+        self.acks.subscribe()
+    }
+
+    /// The last time each replica was heard from (for `cluster.json`).
+    #[must_use]
+    pub fn last_seen(&self) -> Vec<(String, Option<u64>)> {
+        self.registry()
+            .iter()
+            .map(|(id, r)| (id.clone(), r.last_seen_unix_ms))
+            .collect()
     }
 
     /// Records a pull: `from_seq` is the replica's durable position on `shard`.
@@ -316,7 +430,7 @@ impl MasterState {
             .ok_or(KvError::ResyncExpired { shard })?;
         session.last_used = Instant::now();
         if let Some(r) = self.registry().get_mut(node_id) {
-            r.last_seen = Instant::now();
+            r.last_seen = Some(Instant::now());
         }
         Ok((session.snapshot.clone(), session.seq))
     }
@@ -332,20 +446,36 @@ impl MasterState {
         }
     }
 
-    /// Logs replicas that went silent past the timeout (once per transition).
-    pub fn sweep(&self) {
+    /// Logs replicas that went silent past the timeout (once per transition), and returns the
+    /// silent ones not asked within `ask_every`: the master asks them for their epoch, so it
+    /// learns of a promotion even when nobody calls it.
+    pub fn sweep(&self, ask_every: Duration) -> Vec<Member> {
+        let since_start = self.since_start();
         let mut registry = self.registry();
+        let mut ask = Vec::new();
         for (node_id, r) in registry.iter_mut() {
-            if !r.marked_down && r.last_seen.elapsed() >= self.replica_timeout {
+            let silent = r.silent_for(since_start);
+            if silent < self.replica_timeout {
+                continue;
+            }
+            if !r.marked_down {
                 r.marked_down = true;
-                tracing::info!(
+                tracing::warn!(
                     node_id = %node_id,
                     address = %r.address,
-                    silent_secs = r.last_seen.elapsed().as_secs(),
+                    silent_secs = silent.as_secs(),
                     "replica marked down: no pull within the replica timeout"
                 );
             }
+            if r.asked_at.is_none_or(|t| t.elapsed() >= ask_every) {
+                r.asked_at = Some(Instant::now());
+                ask.push(Member {
+                    node_id: node_id.clone(),
+                    address: r.address.clone(),
+                });
+            }
         }
+        ask
     }
 
     /// Every replica with its lag; `master_seq(shard)` and `bytes_after(shard, seq)` come from
@@ -355,11 +485,12 @@ impl MasterState {
         master_seq: impl Fn(u32) -> u64,
         bytes_after: impl Fn(u32, u64) -> u64,
     ) -> Vec<ReplicaStatus> {
+        let since_start = self.since_start();
         let registry = self.registry();
         let mut out: Vec<ReplicaStatus> = registry
             .iter()
             .map(|(node_id, r)| {
-                let last_seen = r.last_seen.elapsed();
+                let last_seen = r.silent_for(since_start);
                 let shards = r
                     .shards
                     .iter()
@@ -391,12 +522,13 @@ impl MasterState {
                 ReplicaStatus {
                     node_id: node_id.clone(),
                     address: r.address.clone(),
-                    link: if last_seen < self.replica_timeout {
+                    link: if r.last_seen.is_some() && last_seen < self.replica_timeout {
                         LinkState::Up
                     } else {
                         LinkState::Down
                     },
                     last_seen_secs: last_seen.as_secs_f64(),
+                    last_seen_unix_ms: r.last_seen_unix_ms,
                     shards,
                 }
             })
@@ -414,16 +546,23 @@ impl MasterState {
 mod tests {
     use super::*;
 
-    fn join(m: &MasterState, id: &str, addr: &str, shards: u32) -> Result<JoinReply, KvError> {
-        m.join(
-            &JoinRequest {
-                node_id: id.into(),
-                address: addr.into(),
-                shards,
-            },
-            "master-id",
-            "m:1",
-        )
+    fn req(id: &str, addr: &str, shards: u32) -> JoinRequest {
+        JoinRequest {
+            node_id: id.into(),
+            address: addr.into(),
+            shards,
+            cluster_id: None,
+            epoch: 1,
+        }
+    }
+
+    fn join(m: &MasterState, id: &str, addr: &str, shards: u32) -> Result<Option<String>, KvError> {
+        let r = req(id, addr, shards);
+        let conflict = m.check_join(&r, "master-id", "m:1")?;
+        if conflict.is_none() {
+            m.join(&r);
+        }
+        Ok(conflict)
     }
 
     #[test]
@@ -436,15 +575,47 @@ mod tests {
                 replica: 3
             })
         );
-        join(&m, "r1", "a:1", 2).expect("join");
-        // The same node coming back at the same address is fine; another address is not.
-        join(&m, "r1", "a:1", 2).expect("rejoin");
-        let e = join(&m, "r1", "b:2", 2).expect_err("duplicate");
-        assert!(e.to_string().contains("a:1"), "{e}");
+        assert_eq!(join(&m, "r1", "a:1", 2), Ok(None));
+        // The same node coming back at the same address is fine; another address while the
+        // first is live must be checked by asking the first.
+        assert_eq!(join(&m, "r1", "a:1", 2), Ok(None));
+        assert_eq!(join(&m, "r1", "b:2", 2), Ok(Some("a:1".into())));
         assert!(matches!(
             join(&m, "master-id", "c:3", 2),
             Err(KvError::DuplicateNode { .. })
         ));
+    }
+
+    #[test]
+    fn members_are_listed_down_until_they_pull_and_forgotten_on_request() {
+        let m = MasterState::new(1, Duration::from_millis(100));
+        m.reset(
+            &[
+                MemberRecord {
+                    node_id: "me".into(),
+                    address: "m:1".into(),
+                    last_seen_unix_ms: None,
+                },
+                MemberRecord {
+                    node_id: "r1".into(),
+                    address: "a:1".into(),
+                    last_seen_unix_ms: Some(1234),
+                },
+            ],
+            "me",
+        );
+        let status = m.status(|_| 5, |_, _| 0);
+        assert_eq!(status.len(), 1, "the master itself is not a replica");
+        assert_eq!(status[0].link, LinkState::Down);
+        assert_eq!(status[0].last_seen_unix_ms, Some(1234));
+        // Silent past the timeout: the sweep asks it for its epoch, once per period.
+        std::thread::sleep(Duration::from_millis(120));
+        assert_eq!(m.sweep(Duration::from_secs(60)).len(), 1);
+        assert!(m.sweep(Duration::from_secs(60)).is_empty());
+        m.join(&req("r1", "a:1", 1));
+        assert!(m.is_up("r1"));
+        m.forget("r1");
+        assert!(m.status(|_| 5, |_, _| 0).is_empty());
     }
 
     #[test]
@@ -462,6 +633,7 @@ mod tests {
         assert_eq!(m.acked(0, 5), 1);
         assert_eq!(m.acked(0, 3), 2);
         assert_eq!(m.acked(1, 1), 0);
+        assert_eq!(m.acked_by("r2", 0), 3);
         let status = m.status(|_| 5, |_, seq| (5 - seq) * 10);
         let r2 = status.iter().find(|r| r.node_id == "r2").expect("r2");
         assert_eq!(

@@ -33,6 +33,18 @@ pub enum StorageError {
         /// The count asked for.
         requested: u32,
     },
+    /// `--data-dir` does not exist and neither does its parent (a mount that failed?).
+    #[error(
+        "the data directory {dir} does not exist, and neither does its parent {parent}: \
+         is a disk not mounted? kvd does not create it, so that a missing mount never starts \
+         an empty node; create the directory first if it really is new"
+    )]
+    MissingParent {
+        /// The data directory.
+        dir: PathBuf,
+        /// Its parent.
+        parent: PathBuf,
+    },
     /// Another process holds the directory.
     #[error("the data directory {0} is in use by another kvd process (its LOCK file is held)")]
     Locked(PathBuf),

@@ -5,7 +5,10 @@ use bincode::Options;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use shared::cluster::EpochStart;
+
 use super::StorageError;
+use crate::cluster::history::EpochHistory;
 
 /// `meta` key holding the last sequence number written (u64 big-endian).
 pub const META_LAST_SEQ: &[u8] = b"last_seq";
@@ -13,6 +16,9 @@ pub const META_LAST_SEQ: &[u8] = b"last_seq";
 pub const META_KEYS: &[u8] = b"keys";
 /// `meta` key present while a full resync of the shard is incomplete.
 pub const META_RESYNC: &[u8] = b"resync";
+/// `meta` key holding the shard's epoch history (bincode of `Vec<EpochStart>`); absent in a
+/// shard written before epochs existed, whose entries are all of epoch 1.
+pub const META_EPOCHS: &[u8] = b"epochs";
 
 /// A `data` value: the version (u64 big-endian) followed by the value bytes.
 #[must_use]
@@ -110,6 +116,37 @@ impl LogRecord {
     }
 }
 
+/// Encodes an epoch history for `meta`.
+///
+/// # Errors
+/// Never in practice (bincode into a `Vec`).
+pub fn encode_history(history: &EpochHistory) -> Result<Vec<u8>, StorageError> {
+    options()
+        .serialize(history.starts())
+        .map_err(|e| StorageError::Corrupt {
+            what: "meta epochs",
+            detail: e.to_string(),
+        })
+}
+
+/// Decodes an epoch history from `meta`.
+///
+/// # Errors
+/// When the bytes are not a valid history.
+pub fn decode_history(raw: &[u8]) -> Result<EpochHistory, StorageError> {
+    let starts: Vec<EpochStart> =
+        options()
+            .deserialize(raw)
+            .map_err(|e| StorageError::Corrupt {
+                what: "meta epochs",
+                detail: e.to_string(),
+            })?;
+    EpochHistory::new(starts).map_err(|e| StorageError::Corrupt {
+        what: "meta epochs",
+        detail: e.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +176,18 @@ mod tests {
             rec
         );
         assert!(LogRecord::decode(&[9, 9]).is_err());
+    }
+
+    #[test]
+    fn history_round_trip() {
+        let mut h = EpochHistory::default();
+        h.note(1, 1).expect("note");
+        h.note(4, 30).expect("note");
+        let raw = encode_history(&h).expect("encode");
+        assert_eq!(decode_history(&raw).expect("decode"), h);
+        assert!(
+            decode_history(&[2, 5, 9, 1, 3]).is_err(),
+            "epochs out of order"
+        );
     }
 }

@@ -26,13 +26,39 @@ pub struct NodeMeta {
     pub shards: u32,
 }
 
+/// Refuses a missing `dir` whose parent does not exist either, unless `create_parents`; run
+/// before anything (the log files) creates directories under it.
+///
+/// # Errors
+/// [`StorageError::MissingParent`].
+pub fn check_data_dir(dir: &Path, create_parents: bool) -> Result<(), StorageError> {
+    if create_parents || dir.exists() {
+        return Ok(());
+    }
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if parent.is_dir() {
+        Ok(())
+    } else {
+        Err(StorageError::MissingParent {
+            dir: dir.to_path_buf(),
+            parent: parent.to_path_buf(),
+        })
+    }
+}
+
 /// Holds the directory's lock while alive.
 #[derive(Debug)]
 pub struct DirLock {
     _file: File,
 }
 
-fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
+pub(crate) fn io_err(
+    what: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> StorageError {
     let path = path.to_path_buf();
     move |source| StorageError::Io { what, path, source }
 }
@@ -41,10 +67,22 @@ impl NodeMeta {
     /// Locks `dir` and loads its metadata, creating both on first start. Refuses a directory made
     /// with another shard count.
     ///
+    /// A missing `dir` is created only when its parent exists, unless `create_parents` (kvd's own
+    /// default directory, `./data/node-<port>`): a `--data-dir` on a mount that failed must not
+    /// silently become a new, empty node.
+    ///
     /// # Errors
-    /// On I/O errors, a held lock, a corrupt file or a shard-count mismatch.
-    pub fn open(dir: &Path, shards: u32) -> Result<(Self, DirLock), StorageError> {
-        fs::create_dir_all(dir).map_err(io_err("cannot create the data directory", dir))?;
+    /// On I/O errors, a held lock, a corrupt file, a shard-count mismatch or a missing parent.
+    pub fn open(
+        dir: &Path,
+        shards: u32,
+        create_parents: bool,
+    ) -> Result<(Self, DirLock), StorageError> {
+        if !dir.exists() {
+            check_data_dir(dir, create_parents)?;
+            fs::create_dir_all(dir).map_err(io_err("cannot create the data directory", dir))?;
+            tracing::info!(data_dir = %dir.display(), "created a new, empty data directory");
+        }
         let lock_path = dir.join(LOCK_FILE);
         let file = File::options()
             .create(true)
@@ -93,7 +131,7 @@ impl NodeMeta {
                     node_id: uuid::Uuid::new_v4().to_string(),
                     shards,
                 };
-                write_atomically(&path, &meta)?;
+                write_json_atomically(&path, &meta, "node.json")?;
                 meta
             }
             Err(e) => return Err(io_err("cannot read", &path)(e)),
@@ -108,11 +146,19 @@ impl NodeMeta {
     }
 }
 
-/// Writes a temporary file, syncs it, renames it over `path` and syncs the directory.
-fn write_atomically(path: &Path, meta: &NodeMeta) -> Result<(), StorageError> {
+/// Writes `value` as JSON to a temporary file, syncs it, renames it over `path` and syncs the
+/// directory: after a crash the file is either the old one or the new one, whole.
+///
+/// # Errors
+/// On I/O errors.
+pub fn write_json_atomically<T: Serialize>(
+    path: &Path,
+    value: &T,
+    what: &'static str,
+) -> Result<(), StorageError> {
     let tmp = path.with_extension("json.tmp");
-    let body = serde_json::to_vec_pretty(meta).map_err(|e| StorageError::Corrupt {
-        what: "node.json",
+    let body = serde_json::to_vec_pretty(value).map_err(|e| StorageError::Corrupt {
+        what,
         detail: e.to_string(),
     })?;
     let mut f = File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
@@ -134,23 +180,35 @@ mod tests {
     #[test]
     fn created_then_checked() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (meta, lock) = NodeMeta::open(dir.path(), 2).expect("create");
+        let (meta, lock) = NodeMeta::open(dir.path(), 2, false).expect("create");
         assert_eq!(meta.shards, 2);
         // A second opener is refused while the first holds the lock.
         assert!(matches!(
-            NodeMeta::open(dir.path(), 2),
+            NodeMeta::open(dir.path(), 2, false),
             Err(StorageError::Locked(_))
         ));
         drop(lock);
-        let (again, _lock) = NodeMeta::open(dir.path(), 2).expect("reopen");
+        let (again, _lock) = NodeMeta::open(dir.path(), 2, false).expect("reopen");
         assert_eq!(again.node_id, meta.node_id);
+    }
+
+    #[test]
+    fn a_missing_directory_is_made_only_under_an_existing_parent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let nested = dir.path().join("mnt").join("node-1");
+        let e = NodeMeta::open(&nested, 2, false).expect_err("parent missing");
+        assert!(matches!(e, StorageError::MissingParent { .. }), "{e}");
+        assert!(e.to_string().contains("mnt"), "{e}");
+        assert!(!nested.exists(), "nothing was created");
+        drop(NodeMeta::open(&dir.path().join("node-2"), 2, false).expect("parent exists"));
+        drop(NodeMeta::open(&nested, 2, true).expect("kvd's own default may create parents"));
     }
 
     #[test]
     fn other_shard_count_is_refused_naming_both() {
         let dir = tempfile::tempdir().expect("tempdir");
-        drop(NodeMeta::open(dir.path(), 2).expect("create"));
-        let err = NodeMeta::open(dir.path(), 3).expect_err("mismatch");
+        drop(NodeMeta::open(dir.path(), 2, false).expect("create"));
+        let err = NodeMeta::open(dir.path(), 3, false).expect_err("mismatch");
         let msg = err.to_string();
         assert!(
             msg.contains("holds 2 shards") && msg.contains("--shard=3"),

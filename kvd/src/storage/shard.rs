@@ -15,8 +15,11 @@ use shared::{Entry, LogEntry};
 
 use super::{
     StorageError,
-    format::{META_KEYS, META_LAST_SEQ, META_RESYNC, decode_data, decode_u64},
+    format::{
+        META_EPOCHS, META_KEYS, META_LAST_SEQ, META_RESYNC, decode_data, decode_history, decode_u64,
+    },
 };
+use crate::cluster::history::EpochHistory;
 
 /// A shard's fjall database and keyspaces.
 pub struct ShardStore {
@@ -158,6 +161,35 @@ impl ShardStore {
             read(META_LAST_SEQ, "meta last_seq")?,
             read(META_KEYS, "meta keys")?,
         ))
+    }
+
+    /// The shard's epoch history; a shard written before epochs existed has all of its
+    /// entries in epoch 1.
+    ///
+    /// # Errors
+    /// On engine errors or a corrupt record.
+    pub fn epoch_history(&self, last_seq: u64) -> Result<EpochHistory, StorageError> {
+        match self.meta.get(META_EPOCHS)? {
+            Some(raw) => decode_history(&raw),
+            None => Ok(EpochHistory::legacy(last_seq)),
+        }
+    }
+
+    /// Keys of `data` whose version is above `seq`, with their versions (what a truncation to
+    /// `seq` must undo when the local log no longer holds those entries).
+    ///
+    /// # Errors
+    /// On engine errors or a corrupt record.
+    pub fn versions_after(&self, seq: u64) -> Result<Vec<(Vec<u8>, u64, Vec<u8>)>, StorageError> {
+        let mut out = Vec::new();
+        for guard in self.data.iter() {
+            let (key, raw) = guard.into_inner()?;
+            let (version, value) = decode_data(&raw)?;
+            if version > seq {
+                out.push((key.to_vec(), version, value.to_vec()));
+            }
+        }
+        Ok(out)
     }
 
     /// Removes log records older than `last_seq - retention` (after a restart with a lower

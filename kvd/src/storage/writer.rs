@@ -11,7 +11,13 @@
 //! ```
 //!
 //! Because one thread applies every write, compare-and-swap is safe even though fjall's batches
-//! are blind writes. The batch is as large as the queue is at the moment the writer looks: it
+//! are blind writes.
+//!
+//! Epochs: every write carries the epoch it was admitted in, and its log record is stamped with
+//! it. The writer refuses a write whose epoch is below the node's (the `fence`, raised when the
+//! node learns of a newer master), so nothing is committed for an epoch the node has left. The
+//! shard's epoch history (the first sequence of each epoch) changes in the same batch as the
+//! first entry of a new epoch. The batch is as large as the queue is at the moment the writer looks: it
 //! never waits for more work, so a lone write is not delayed.
 
 use std::{
@@ -26,13 +32,20 @@ use std::{
 
 use fjall::PersistMode;
 use serde_bytes::ByteBuf;
-use shared::{Entry, KvError, LogEntry, PutCondition, SyncPolicy};
+use shared::{
+    Entry, KvError, LogEntry, PutCondition, SyncPolicy,
+    cluster::{Epoch, LogPos},
+};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
     ShardStore, StorageError,
-    format::{LogOp, LogRecord, META_KEYS, META_LAST_SEQ, META_RESYNC, encode_data},
+    format::{
+        LogOp, LogRecord, META_EPOCHS, META_KEYS, META_LAST_SEQ, META_RESYNC, encode_data,
+        encode_history,
+    },
 };
+use crate::cluster::history::EpochHistory;
 
 /// Most operations one group commit takes.
 const MAX_BATCH_OPS: usize = 4096;
@@ -81,8 +94,13 @@ pub type WriteResult = Result<Option<u64>, KvError>;
 
 struct WriteOp {
     kind: WriteKind,
+    /// The epoch the write was admitted in.
+    epoch: Epoch,
     reply: oneshot::Sender<WriteResult>,
 }
+
+/// A key as a truncation leaves it: its value and version, or absent.
+pub type Restore = (Vec<u8>, Option<(u64, Vec<u8>)>);
 
 enum Msg {
     Write(WriteOp),
@@ -92,8 +110,11 @@ enum Msg {
     Reset(oneshot::Sender<Result<(), StorageError>>),
     /// Store one page of a shard copy (replica).
     Load(Vec<Entry>, oneshot::Sender<Result<(), StorageError>>),
-    /// End a full resync at the copy's sequence (replica).
-    FinishLoad(u64, oneshot::Sender<Result<(), StorageError>>),
+    /// End a full resync at the copy's sequence, with the master's history up to it (replica).
+    FinishLoad(u64, EpochHistory, oneshot::Sender<Result<(), StorageError>>),
+    /// Undo the entries after a sequence: remove them from the log, set the keys they touched
+    /// as given, cut the history (replica rejoining a new master).
+    Truncate(u64, Vec<Restore>, oneshot::Sender<Result<(), StorageError>>),
     /// Finish what is queued, refuse the rest, sync and stop.
     Close,
 }
@@ -182,6 +203,8 @@ pub struct WriterHandle {
     last_seq: watch::Receiver<u64>,
     stats: Arc<WriterStats>,
     history: Arc<Mutex<VecDeque<(u64, u64)>>>,
+    /// The shard's epoch history as of the last published commit.
+    epochs: Arc<Mutex<EpochHistory>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -196,10 +219,13 @@ impl WriterHandle {
         sync: SyncPolicy,
         log_retention: u64,
         metrics: Option<ShardMetrics>,
+        fence: Arc<AtomicU64>,
     ) -> Result<Self, StorageError> {
         let shard = store.id();
         let (last_seq, keys) = store.counters()?;
         store.trim_log(last_seq, log_retention)?;
+        let epochs = store.epoch_history(last_seq)?;
+        let shared_epochs = Arc::new(Mutex::new(epochs.clone()));
         let stats = Arc::new(WriterStats {
             keys: AtomicU64::new(keys),
             ..WriterStats::default()
@@ -208,6 +234,9 @@ impl WriterHandle {
         let (seq_tx, seq_rx) = watch::channel(last_seq);
         let history = Arc::new(Mutex::new(VecDeque::from([(last_seq, 0)])));
         let writer = Writer {
+            epochs,
+            shared_epochs: Arc::clone(&shared_epochs),
+            fence,
             versions: VersionCache::default(),
             metrics,
             history: Arc::clone(&history),
@@ -233,8 +262,37 @@ impl WriterHandle {
             last_seq: seq_rx,
             stats,
             history,
+            epochs: shared_epochs,
             thread: Mutex::new(Some(thread)),
         })
+    }
+
+    /// The shard's epoch history (as of the last commit).
+    #[must_use]
+    pub fn epochs(&self) -> EpochHistory {
+        self.epochs
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// The epoch of the entry at `seq` on this shard.
+    #[must_use]
+    pub fn epoch_at(&self, seq: u64) -> Epoch {
+        match self.epochs.lock() {
+            Ok(h) => h.epoch_at(seq),
+            Err(p) => p.into_inner().epoch_at(seq),
+        }
+    }
+
+    /// The position of the last entry.
+    #[must_use]
+    pub fn last_pos(&self) -> LogPos {
+        let seq = *self.last_seq.borrow();
+        LogPos {
+            epoch: self.epoch_at(seq),
+            seq,
+        }
     }
 
     /// Queues a write and waits until it is durable (or refused).
@@ -242,10 +300,10 @@ impl WriterHandle {
     /// # Errors
     /// The write's own refusal (a failed condition), a storage failure, or `ShuttingDown` when the
     /// writer has stopped.
-    pub async fn submit(&self, kind: WriteKind) -> WriteResult {
+    pub async fn submit(&self, kind: WriteKind, epoch: Epoch) -> WriteResult {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Msg::Write(WriteOp { kind, reply }))
+            .send(Msg::Write(WriteOp { kind, epoch, reply }))
             .await
             .map_err(|_| KvError::ShuttingDown)?;
         answer.await.map_err(|_| KvError::Storage {
@@ -289,12 +347,25 @@ impl WriterHandle {
         self.call(|reply| Msg::Load(entries, reply)).await
     }
 
-    /// Ends a full resync: the shard is now at `seq`.
+    /// Ends a full resync: the shard is now at `seq`, with the master's epoch `history` up to
+    /// it.
     ///
     /// # Errors
     /// A storage failure.
-    pub async fn finish_load(&self, seq: u64) -> Result<(), StorageError> {
-        self.call(|reply| Msg::FinishLoad(seq, reply)).await
+    pub async fn finish_load(&self, seq: u64, history: EpochHistory) -> Result<(), StorageError> {
+        self.call(|reply| Msg::FinishLoad(seq, history, reply))
+            .await
+    }
+
+    /// Undoes every entry after `to`: they leave the log, each key in `restore` is set as given
+    /// (the caller lists every key those entries touched), the history is cut after `to`, and
+    /// the shard is at `to`, all in one synced batch. The caller has saved the entries to the
+    /// rollback file first.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn truncate(&self, to: u64, restore: Vec<Restore>) -> Result<(), StorageError> {
+        self.call(|reply| Msg::Truncate(to, restore, reply)).await
     }
 
     /// Log bytes written after sequence `seq` (at group-commit granularity: the commit holding
@@ -348,6 +419,12 @@ impl WriterHandle {
 }
 
 struct Writer {
+    /// The epoch history, as of the last commit.
+    epochs: EpochHistory,
+    /// Its copy for readers, replaced after each commit that changes it.
+    shared_epochs: Arc<Mutex<EpochHistory>>,
+    /// The node's epoch: a write admitted in an older one is refused.
+    fence: Arc<AtomicU64>,
     versions: VersionCache,
     metrics: Option<ShardMetrics>,
     history: Arc<Mutex<VecDeque<(u64, u64)>>>,
@@ -407,8 +484,11 @@ impl Writer {
                 Msg::Load(entries, reply) => {
                     let _ = reply.send(self.load(entries));
                 }
-                Msg::FinishLoad(seq, reply) => {
-                    let _ = reply.send(self.finish_load(seq));
+                Msg::FinishLoad(seq, history, reply) => {
+                    let _ = reply.send(self.finish_load(seq, history));
+                }
+                Msg::Truncate(to, restore, reply) => {
+                    let _ = reply.send(self.truncate(to, restore));
                 }
                 Msg::Close => rx.close(),
             }
@@ -439,8 +519,18 @@ impl Writer {
         let mut keys = self.keys;
         let mut log_bytes = 0u64;
         let time_ms = now_ms();
+        let fence = self.fence.load(Ordering::Acquire);
+        let mut epochs = self.epochs.clone();
 
         for op in ops.iter_mut() {
+            if op.epoch < fence || op.epoch < epochs.last_epoch() {
+                // Admitted in an epoch this node has left: another master owns the writes now.
+                results.push(Err(KvError::NotMaster {
+                    master: None,
+                    epoch: fence.max(epochs.last_epoch()),
+                }));
+                continue;
+            }
             let key = op.kind.key();
             let current = match pending.get(key) {
                 Some(v) => Ok(*v),
@@ -482,16 +572,16 @@ impl Writer {
                     if current.is_none() {
                         keys += 1;
                     }
-                    let op = LogOp::Put {
+                    let log_op = LogOp::Put {
                         key: ByteBuf::from(key.clone()),
                         value: ByteBuf::from(value),
                     };
                     (
                         key,
                         LogRecord {
-                            epoch: 1,
+                            epoch: op.epoch,
                             time_ms,
-                            op,
+                            op: log_op,
                         },
                     )
                 }
@@ -506,7 +596,7 @@ impl Writer {
                     (
                         key.clone(),
                         LogRecord {
-                            epoch: 1,
+                            epoch: op.epoch,
                             time_ms,
                             op: LogOp::Delete {
                                 key: ByteBuf::from(key),
@@ -515,6 +605,10 @@ impl Writer {
                     )
                 }
             };
+            if let Err(e) = epochs.note(record.epoch, seq) {
+                tracing::error!(shard, error = %e, "a write out of epoch order; the batch is refused");
+                return self.fail(ops, &e.to_string());
+            }
             match record.encode() {
                 Ok(raw) => {
                     log_bytes += raw.len() as u64;
@@ -538,11 +632,18 @@ impl Writer {
         if written > 0 {
             batch.insert(&self.store.meta, META_LAST_SEQ, seq.to_be_bytes());
             batch.insert(&self.store.meta, META_KEYS, keys.to_be_bytes());
+            if epochs != self.epochs {
+                match encode_history(&epochs) {
+                    Ok(raw) => batch.insert(&self.store.meta, META_EPOCHS, raw),
+                    Err(e) => return self.fail(ops, &e.to_string()),
+                }
+            }
             let started = Instant::now();
             if let Err(e) = batch.commit() {
                 tracing::error!(shard, error = %e, "group commit failed; its writes are refused");
                 return self.fail(ops, &e.to_string());
             }
+            self.set_epochs(epochs);
             self.observe(written, started);
             self.published(seq, keys, written, log_bytes);
             for (key, version) in pending {
@@ -595,6 +696,7 @@ impl Writer {
         let mut keys = self.keys;
         let mut log_bytes = 0u64;
         let count = entries.len() as u64;
+        let mut epochs = self.epochs.clone();
         for entry in entries {
             if entry.seq != seq + 1 {
                 return Err(StorageError::Corrupt {
@@ -604,6 +706,12 @@ impl Writer {
             }
             seq = entry.seq;
             let record = LogRecord::decode(&entry.record)?;
+            epochs
+                .note(record.epoch, seq)
+                .map_err(|e| StorageError::Corrupt {
+                    what: "replicated log",
+                    detail: e.to_string(),
+                })?;
             let (key, present_after) = match record.op {
                 LogOp::Put { key, value } => {
                     batch.insert(&self.store.data, key.as_slice(), encode_data(seq, &value));
@@ -635,8 +743,12 @@ impl Writer {
         }
         batch.insert(&self.store.meta, META_LAST_SEQ, seq.to_be_bytes());
         batch.insert(&self.store.meta, META_KEYS, keys.to_be_bytes());
+        if epochs != self.epochs {
+            batch.insert(&self.store.meta, META_EPOCHS, encode_history(&epochs)?);
+        }
         let started = Instant::now();
         batch.commit()?;
+        self.set_epochs(epochs);
         self.observe(count, started);
         self.published(seq, keys, count, log_bytes);
         for (key, version) in pending {
@@ -654,7 +766,13 @@ impl Writer {
         batch.insert(&self.store.meta, META_RESYNC, [1u8]);
         batch.insert(&self.store.meta, META_LAST_SEQ, 0u64.to_be_bytes());
         batch.insert(&self.store.meta, META_KEYS, 0u64.to_be_bytes());
+        batch.insert(
+            &self.store.meta,
+            META_EPOCHS,
+            encode_history(&EpochHistory::default())?,
+        );
         batch.commit()?;
+        self.set_epochs(EpochHistory::default());
         self.versions.clear();
         self.store.data.clear()?;
         self.store.log.clear()?;
@@ -687,7 +805,8 @@ impl Writer {
         Ok(())
     }
 
-    fn finish_load(&mut self, seq: u64) -> Result<(), StorageError> {
+    fn finish_load(&mut self, seq: u64, history: EpochHistory) -> Result<(), StorageError> {
+        let history = history.up_to(seq);
         let mut batch = self
             .store
             .db()
@@ -695,14 +814,84 @@ impl Writer {
             .durability(Some(PersistMode::SyncAll));
         batch.insert(&self.store.meta, META_LAST_SEQ, seq.to_be_bytes());
         batch.insert(&self.store.meta, META_KEYS, self.keys.to_be_bytes());
+        batch.insert(&self.store.meta, META_EPOCHS, encode_history(&history)?);
         batch.remove(&self.store.meta, META_RESYNC);
         batch.commit()?;
+        self.set_epochs(history);
         if let Ok(mut history) = self.history.lock() {
             history.clear();
             history.push_back((seq, self.stats.log_bytes.load(Ordering::Relaxed)));
         }
         self.last_seq = seq;
         self.seq_tx.send_replace(seq);
+        Ok(())
+    }
+
+    fn set_epochs(&mut self, epochs: EpochHistory) {
+        if epochs != self.epochs {
+            match self.shared_epochs.lock() {
+                Ok(mut h) => h.clone_from(&epochs),
+                Err(p) => p.into_inner().clone_from(&epochs),
+            }
+            self.epochs = epochs;
+        }
+    }
+
+    /// See [`WriterHandle::truncate`].
+    fn truncate(&mut self, to: u64, restore: Vec<Restore>) -> Result<(), StorageError> {
+        if to >= self.last_seq {
+            return Ok(());
+        }
+        let mut batch = self
+            .store
+            .db()
+            .batch()
+            .durability(Some(PersistMode::SyncAll));
+        for guard in self
+            .store
+            .log
+            .range((to + 1).to_be_bytes()..=self.last_seq.to_be_bytes())
+        {
+            batch.remove(&self.store.log, guard.key()?);
+        }
+        let mut keys = self.keys;
+        let mut pending = Vec::with_capacity(restore.len());
+        for (key, state) in restore {
+            let before = self.versions.lookup(&self.store, &key)?.is_some();
+            match &state {
+                Some((version, value)) => {
+                    batch.insert(
+                        &self.store.data,
+                        key.as_slice(),
+                        encode_data(*version, value),
+                    );
+                }
+                None => batch.remove(&self.store.data, key.as_slice()),
+            }
+            match (before, state.is_some()) {
+                (false, true) => keys += 1,
+                (true, false) => keys = keys.saturating_sub(1),
+                _ => {}
+            }
+            pending.push((key, state.map(|(v, _)| v)));
+        }
+        let epochs = self.epochs.up_to(to);
+        batch.insert(&self.store.meta, META_LAST_SEQ, to.to_be_bytes());
+        batch.insert(&self.store.meta, META_KEYS, keys.to_be_bytes());
+        batch.insert(&self.store.meta, META_EPOCHS, encode_history(&epochs)?);
+        batch.commit()?;
+        for (key, version) in pending {
+            self.versions.record(key, version);
+        }
+        self.set_epochs(epochs);
+        self.last_seq = to;
+        self.keys = keys;
+        self.stats.keys.store(keys, Ordering::Relaxed);
+        if let Ok(mut history) = self.history.lock() {
+            history.clear();
+            history.push_back((to, self.stats.log_bytes.load(Ordering::Relaxed)));
+        }
+        self.seq_tx.send_replace(to);
         Ok(())
     }
 
@@ -738,10 +927,15 @@ mod tests {
         }
     }
 
+    fn fence(epoch: u64) -> Arc<AtomicU64> {
+        Arc::new(AtomicU64::new(epoch))
+    }
+
     fn open(dir: &std::path::Path) -> (Arc<ShardStore>, WriterHandle) {
         let store = Arc::new(ShardStore::open(dir, 0).expect("open"));
         let writer =
-            WriterHandle::spawn(Arc::clone(&store), SyncPolicy::Always, 1000, None).expect("spawn");
+            WriterHandle::spawn(Arc::clone(&store), SyncPolicy::Always, 1000, None, fence(1))
+                .expect("spawn");
         (store, writer)
     }
 
@@ -750,35 +944,35 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (store, w) = open(dir.path());
         assert_eq!(
-            w.submit(put("a", "1", PutCondition::None)).await,
+            w.submit(put("a", "1", PutCondition::None), 1).await,
             Ok(Some(1))
         );
         assert_eq!(
-            w.submit(put("a", "2", PutCondition::IfVersion(1))).await,
+            w.submit(put("a", "2", PutCondition::IfVersion(1)), 1).await,
             Ok(Some(2))
         );
         assert_eq!(
-            w.submit(put("a", "3", PutCondition::IfVersion(1))).await,
+            w.submit(put("a", "3", PutCondition::IfVersion(1)), 1).await,
             Err(KvError::VersionMismatch {
                 expected: 1,
                 actual: Some(2)
             })
         );
         assert_eq!(
-            w.submit(put("a", "4", PutCondition::IfAbsent)).await,
+            w.submit(put("a", "4", PutCondition::IfAbsent), 1).await,
             Err(KvError::AlreadyExists { version: 2 })
         );
         assert_eq!(
-            w.submit(put("b", "x", PutCondition::IfAbsent)).await,
+            w.submit(put("b", "x", PutCondition::IfAbsent), 1).await,
             Ok(Some(3))
         );
         assert_eq!(store.get(b"a").expect("get"), Some((2, b"2".to_vec())));
         assert_eq!(
-            w.submit(WriteKind::Delete { key: "a".into() }).await,
+            w.submit(WriteKind::Delete { key: "a".into() }, 1).await,
             Ok(Some(4))
         );
         assert_eq!(
-            w.submit(WriteKind::Delete { key: "a".into() }).await,
+            w.submit(WriteKind::Delete { key: "a".into() }, 1).await,
             Ok(None)
         );
         assert_eq!(w.stats().keys.load(Ordering::Relaxed), 1);
@@ -793,7 +987,7 @@ mod tests {
         let (store, w) = open(dir.path());
         // The writer now remembers k at version 1.
         assert_eq!(
-            w.submit(put("k", "v", PutCondition::None)).await,
+            w.submit(put("k", "v", PutCondition::None), 1).await,
             Ok(Some(1))
         );
         // A full resync empties the shard; k must count as a new key again.
@@ -850,7 +1044,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let (store, w) = open(dir.path());
-            w.submit(put("old", "v", PutCondition::None))
+            w.submit(put("old", "v", PutCondition::None), 1)
                 .await
                 .expect("put");
             w.reset().await.expect("reset");
@@ -871,7 +1065,9 @@ mod tests {
         );
         w.reset().await.expect("reset again");
         w.load(vec![page_entry()]).await.expect("load");
-        w.finish_load(9).await.expect("finish");
+        w.finish_load(9, EpochHistory::default())
+            .await
+            .expect("finish");
         assert!(!store.resync_pending().expect("marker"));
         assert_eq!(store.get(b"a").expect("get"), Some((7, b"1".to_vec())));
         assert_eq!(*w.last_seq().borrow(), 9);
@@ -902,7 +1098,7 @@ mod tests {
         for i in 0..200 {
             let w = Arc::clone(&w);
             tasks.push(tokio::spawn(async move {
-                w.submit(put(&format!("k{}", i % 10), "v", PutCondition::IfAbsent))
+                w.submit(put(&format!("k{}", i % 10), "v", PutCondition::IfAbsent), 1)
                     .await
             }));
         }
@@ -922,10 +1118,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let store = Arc::new(ShardStore::open(dir.path(), 0).expect("open"));
-            let w = WriterHandle::spawn(Arc::clone(&store), SyncPolicy::Always, 5, None)
+            let w = WriterHandle::spawn(Arc::clone(&store), SyncPolicy::Always, 5, None, fence(1))
                 .expect("spawn");
             for i in 0..20 {
-                w.submit(put(&format!("k{i}"), "v", PutCondition::None))
+                w.submit(put(&format!("k{i}"), "v", PutCondition::None), 1)
                     .await
                     .expect("put");
             }
@@ -938,17 +1134,144 @@ mod tests {
         }
         let store = Arc::new(ShardStore::open(dir.path(), 0).expect("reopen"));
         assert_eq!(store.counters().expect("counters"), (20, 20));
-        let w =
-            WriterHandle::spawn(Arc::clone(&store), SyncPolicy::Always, 2, None).expect("spawn");
+        let w = WriterHandle::spawn(Arc::clone(&store), SyncPolicy::Always, 2, None, fence(1))
+            .expect("spawn");
         assert_eq!(
             store.log.iter().count(),
             2,
             "a lower retention trims at start"
         );
         assert_eq!(
-            w.submit(put("k0", "new", PutCondition::IfVersion(1))).await,
+            w.submit(put("k0", "new", PutCondition::IfVersion(1)), 1)
+                .await,
             Ok(Some(21))
         );
         w.close().await;
+    }
+
+    #[tokio::test]
+    async fn records_carry_their_epoch_and_the_history_survives_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fence = fence(1);
+        {
+            let store = Arc::new(ShardStore::open(dir.path(), 0).expect("open"));
+            let w = WriterHandle::spawn(
+                Arc::clone(&store),
+                SyncPolicy::Always,
+                1000,
+                None,
+                Arc::clone(&fence),
+            )
+            .expect("spawn");
+            w.submit(put("a", "1", PutCondition::None), 1)
+                .await
+                .expect("put");
+            w.submit(put("b", "1", PutCondition::None), 1)
+                .await
+                .expect("put");
+            // The node moved to epoch 3 (say, a promotion): a write admitted in 1 is refused.
+            fence.store(3, Ordering::Release);
+            assert_eq!(
+                w.submit(put("c", "1", PutCondition::None), 1).await,
+                Err(KvError::NotMaster {
+                    master: None,
+                    epoch: 3
+                })
+            );
+            assert_eq!(
+                w.submit(put("c", "1", PutCondition::None), 3).await,
+                Ok(Some(3))
+            );
+            assert_eq!(w.last_pos(), LogPos { epoch: 3, seq: 3 });
+            let log = store.read_log(0, 3, usize::MAX, 10).expect("log");
+            let epochs: Vec<u64> = log
+                .iter()
+                .map(|e| LogRecord::decode(&e.record).expect("record").epoch)
+                .collect();
+            assert_eq!(epochs, vec![1, 1, 3]);
+            w.close().await;
+        }
+        let store = Arc::new(ShardStore::open(dir.path(), 0).expect("reopen"));
+        let w = WriterHandle::spawn(Arc::clone(&store), SyncPolicy::Always, 1000, None, fence)
+            .expect("spawn");
+        let starts: Vec<(u64, u64)> = w
+            .epochs()
+            .starts()
+            .iter()
+            .map(|s| (s.epoch, s.first_seq))
+            .collect();
+        assert_eq!(starts, vec![(1, 1), (3, 3)]);
+        assert_eq!((w.epoch_at(2), w.epoch_at(3)), (1, 3));
+        // The writer never writes behind its history, even when the fence is lower.
+        w.submit(put("d", "1", PutCondition::None), 3)
+            .await
+            .expect("put");
+        w.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_legacy_shard_is_all_epoch_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, w) = open(dir.path());
+        w.submit(put("a", "1", PutCondition::None), 1)
+            .await
+            .expect("put");
+        w.close().await;
+        // A shard written before epochs existed has no history key.
+        store.meta.remove(META_EPOCHS).expect("remove");
+        assert_eq!(
+            store.epoch_history(1).expect("history"),
+            EpochHistory::legacy(1)
+        );
+        assert_eq!(EpochHistory::legacy(1).epoch_at(1), 1);
+    }
+
+    #[tokio::test]
+    async fn truncation_undoes_the_entries_after_a_point() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, w) = open(dir.path());
+        w.submit(put("a", "1", PutCondition::None), 1)
+            .await
+            .expect("1");
+        w.submit(put("b", "1", PutCondition::None), 1)
+            .await
+            .expect("2");
+        // Entries 3..=5 are the ones a new master never had.
+        w.submit(put("a", "2", PutCondition::None), 1)
+            .await
+            .expect("3");
+        w.submit(put("c", "1", PutCondition::None), 1)
+            .await
+            .expect("4");
+        w.submit(WriteKind::Delete { key: "b".into() }, 1)
+            .await
+            .expect("5");
+        assert_eq!(w.stats().keys.load(Ordering::Relaxed), 2);
+        w.truncate(
+            2,
+            vec![
+                (b"a".to_vec(), Some((1, b"1".to_vec()))),
+                (b"b".to_vec(), Some((2, b"1".to_vec()))),
+                (b"c".to_vec(), None),
+            ],
+        )
+        .await
+        .expect("truncate");
+        assert_eq!(*w.last_seq().borrow(), 2);
+        assert_eq!(store.get(b"a").expect("a"), Some((1, b"1".to_vec())));
+        assert_eq!(store.get(b"b").expect("b"), Some((2, b"1".to_vec())));
+        assert_eq!(store.get(b"c").expect("c"), None);
+        assert_eq!(
+            store.read_log(0, 10, usize::MAX, 100).expect("log").len(),
+            2
+        );
+        assert_eq!(w.stats().keys.load(Ordering::Relaxed), 2);
+        // The shard goes on from 2, and the version cache knows a is at 1 again.
+        assert_eq!(
+            w.submit(put("a", "x", PutCondition::IfVersion(1)), 1).await,
+            Ok(Some(3))
+        );
+        w.close().await;
+        assert_eq!(store.counters().expect("counters"), (3, 2));
     }
 }
