@@ -1,5 +1,6 @@
 //! What `kvd` and `kvctl` agree on: the tarpc service, the wire types, the one error type that
-//! crosses the wire, the size limits, the key-to-shard routing and address parsing.
+//! crosses the wire, the size limits, the key-to-shard routing and address parsing; and the
+//! client library applications, `kvctl` and the tests use to talk to a cluster.
 //!
 //! ```text
 //! proto.rs      #[tarpc::service] Kv: get/put/delete/scan (clients), status (operators),
@@ -12,13 +13,16 @@
 //! addr.rs       "http://localhost:3000" -> host + port, and --host parsing
 //! transport.rs  length-delimited bincode frames over TCP, TCP_NODELAY, a maximum frame length
 //!               on both ends, and a server codec that clamps absurd request deadlines
+//! client.rs     the client library: endpoints, finding and following the master, retries
+//!               only where safe, "outcome unknown" for a write whose answer was lost
 //! ```
 //!
-//! Nothing here does I/O beyond the tarpc glue in `transport.rs`.
+//! Nothing here does I/O beyond the tarpc glue in `transport.rs` and the client library.
 
 #![warn(missing_docs)]
 
 pub mod addr;
+pub mod client;
 pub mod cluster;
 pub mod error;
 pub mod limits;
