@@ -51,15 +51,15 @@ pub fn resolve(members: &[Member], name: &str) -> Result<Member, KvError> {
     if let Some(m) = members.iter().find(|m| m.node_id == name) {
         return Ok(m.clone());
     }
-    if name.contains(':') || name.contains('/') {
-        if let Ok(want) = parse_endpoint(name, 3000) {
-            let want = want.to_string();
-            if let Some(m) = members
-                .iter()
-                .find(|m| parse_endpoint(&m.address, 3000).is_ok_and(|a| a.to_string() == want))
-            {
-                return Ok(m.clone());
-            }
+    if (name.contains(':') || name.contains('/'))
+        && let Ok(want) = parse_endpoint(name, 3000)
+    {
+        let want = want.to_string();
+        if let Some(m) = members
+            .iter()
+            .find(|m| parse_endpoint(&m.address, 3000).is_ok_and(|a| a.to_string() == want))
+        {
+            return Ok(m.clone());
         }
     }
     let matches: Vec<&Member> = members

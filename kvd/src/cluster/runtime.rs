@@ -415,6 +415,11 @@ pub fn hello_request(node: &Node) -> HelloRequest {
     }
 }
 
+/// [`notify`] without waiting for the outcome (it is logged at debug level if refused).
+pub fn tell(node: &Node, event: Event) {
+    drop(notify(node, event));
+}
+
 /// Sends a `hello` to `member` and feeds the answer to the state machine; the answer, or why
 /// there is none.
 pub async fn say_hello(node: &Node, member: &Member) -> Result<HelloReply, String> {

@@ -454,19 +454,16 @@ impl Core {
                             Command::Publish(self.view()),
                         ])
                     }
+                    Some(m) if same(m, &master) && m.address == master.address => Ok(Vec::new()),
                     Some(m) if same(m, &master) => {
-                        if m.address == master.address {
-                            Ok(Vec::new())
-                        } else {
-                            self.master = Some(master.clone());
-                            Ok(vec![
-                                Command::Persist {
-                                    epoch,
-                                    master: Some(master),
-                                },
-                                Command::Publish(self.view()),
-                            ])
-                        }
+                        self.master = Some(master.clone());
+                        Ok(vec![
+                            Command::Persist {
+                                epoch,
+                                master: Some(master),
+                            },
+                            Command::Publish(self.view()),
+                        ])
                     }
                     Some(m) => Err(KvError::FailoverRefused {
                         reason: format!(

@@ -285,7 +285,7 @@ fn answer<T>(
     match reply {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(KvError::NotMaster { master, epoch })) => {
-            let _ = notify(
+            runtime::tell(
                 node,
                 Event::Redirected {
                     epoch,
@@ -470,7 +470,7 @@ async fn follow(
             } => {
                 repl.master_seq.store(master_seq, Ordering::Relaxed);
                 if epoch > node.cluster().view().epoch {
-                    let _ = notify(
+                    runtime::tell(
                         node,
                         Event::Heard {
                             epoch,
@@ -486,7 +486,7 @@ async fn follow(
                         })
                         .await
                         .map_err(storage)?;
-                    let _ = notify(node, Event::Members(members));
+                    runtime::tell(node, Event::Members(members));
                 }
                 if first && from_seq > 0 {
                     repl.partial_resyncs.fetch_add(1, Ordering::Relaxed);

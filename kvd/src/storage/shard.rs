@@ -31,6 +31,9 @@ pub struct ShardStore {
     pub(super) meta: Keyspace,
 }
 
+/// A key, its version and its value.
+pub type KeyVersion = (Vec<u8>, u64, Vec<u8>);
+
 /// What one scan of one shard found.
 pub struct ShardScan {
     /// Entries in key order.
@@ -180,7 +183,7 @@ impl ShardStore {
     ///
     /// # Errors
     /// On engine errors or a corrupt record.
-    pub fn versions_after(&self, seq: u64) -> Result<Vec<(Vec<u8>, u64, Vec<u8>)>, StorageError> {
+    pub fn versions_after(&self, seq: u64) -> Result<Vec<KeyVersion>, StorageError> {
         let mut out = Vec::new();
         for guard in self.data.iter() {
             let (key, raw) = guard.into_inner()?;
