@@ -452,6 +452,9 @@ impl Node {
     /// Stops the role's tasks, lets every writer finish its queue, syncs every shard and stops
     /// the writers.
     pub async fn close_storage(&self) {
+        if self.role() == Role::Master {
+            runtime::save_last_seen(self).await;
+        }
         self.inner.cluster.stop_tasks().await;
         for shard in &self.inner.shards {
             shard.writer.close().await;

@@ -367,3 +367,177 @@ async fn promotion_catches_up_and_the_old_master_rolls_back_what_nobody_had() {
         "every write only the old master had is in its rollback files"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_master_on_an_empty_directory_is_refused_and_the_replica_keeps_its_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = TestNode::master(&dir.path().join("a")).await;
+    let r = TestNode::replica(&dir.path().join("r"), &a.addr).await;
+    let ca = a.client().await;
+    for i in 0..300 {
+        put(&ca, &format!("k{i}"), "real").await.unwrap();
+    }
+    caught_up(&a, 1).await;
+    let real = digests(&r).await;
+    // The master comes back on the same port but an empty directory (a mount that failed).
+    a.stop().await;
+    let port: u16 = a.addr.rsplit(':').next().unwrap().parse().unwrap();
+    let mut impostor = TestNode::start(&dir.path().join("empty"), port, &[]).await;
+    let ci = impostor.client().await;
+    put(&ci, "foreign", "x").await.unwrap();
+    wait_for(
+        "the replica to refuse it",
+        Duration::from_secs(10),
+        || async {
+            r.status()
+                .await
+                .master_link
+                .and_then(|l| l.last_error)
+                .is_some_and(|e| e.contains("belongs to cluster"))
+        },
+    )
+    .await;
+    let link = r.status().await.master_link.unwrap();
+    let err = link.last_error.unwrap();
+    assert!(err.contains("--reseed"), "{err}");
+    assert_eq!(digests(&r).await, real, "the replica kept every key");
+    assert_eq!(get(&r.client().await, "foreign").await, None);
+    // The master does not count the refused replica as a member.
+    let cs = ci.cluster_status(ctx()).await.unwrap().unwrap();
+    assert!(cs.replicas.is_empty(), "{cs:?}");
+    // The real master comes back: the replica follows it again.
+    impostor.stop().await;
+    a.restart().await;
+    caught_up(&a, 1).await;
+    assert_eq!(digests(&r).await, real);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_down_replica_is_remembered_across_a_master_restart_until_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = TestNode::master(&dir.path().join("a")).await;
+    let mut r = TestNode::replica(&dir.path().join("r"), &a.addr).await;
+    put(&a.client().await, "k", "v").await.unwrap();
+    caught_up(&a, 1).await;
+    let rid = r.status().await.node_id;
+    r.stop().await;
+    a.restart().await;
+    let ca = a.client().await;
+    let cs = ca.cluster_status(ctx()).await.unwrap().unwrap();
+    assert_eq!(cs.replicas.len(), 1, "{cs:?}");
+    assert_eq!(cs.replicas[0].node_id, rid);
+    assert_eq!(cs.replicas[0].link, shared::LinkState::Down);
+    assert!(
+        cs.replicas[0].last_seen_unix_ms.is_some(),
+        "down since when"
+    );
+    // A restarted master with a member that does not answer still takes writes, after asking.
+    wait_for(
+        "writes after the probe",
+        Duration::from_secs(10),
+        || async { a.status().await.writable },
+    )
+    .await;
+    // Failover to it is refused, naming why.
+    let e = ca
+        .failover(
+            ctx(),
+            FailoverRequest {
+                to: Some(rid.clone()),
+                plan_only: false,
+                timeout_ms: 2000,
+            },
+        )
+        .await
+        .unwrap()
+        .expect_err("down");
+    assert!(e.to_string().contains("down"), "{e}");
+    let gone = ca
+        .forget(ctx(), rid[..6].to_string())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(gone.node_id, rid);
+    let cs = ca.cluster_status(ctx()).await.unwrap().unwrap();
+    assert!(cs.replicas.is_empty());
+    let e = ca
+        .failover(
+            ctx(),
+            FailoverRequest {
+                to: None,
+                plan_only: false,
+                timeout_ms: 2000,
+            },
+        )
+        .await
+        .unwrap()
+        .expect_err("no replica");
+    assert!(e.to_string().contains("no replica"), "{e}");
+    // Forgotten for good: not listed after another restart either.
+    a.restart().await;
+    let cs = a
+        .client()
+        .await
+        .cluster_status(ctx())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(cs.replicas.is_empty());
+    // Promote on a master is refused; an unknown node is named.
+    let e = a
+        .client()
+        .await
+        .promote(
+            ctx(),
+            PromoteRequest {
+                force: false,
+                plan_only: false,
+                timeout_ms: 1000,
+            },
+        )
+        .await
+        .unwrap()
+        .expect_err("a master");
+    assert!(e.to_string().contains("already the master"), "{e}");
+    let e = a
+        .client()
+        .await
+        .forget(ctx(), "nobody".into())
+        .await
+        .unwrap()
+        .expect_err("unknown");
+    assert!(matches!(e, KvError::UnknownNode { .. }), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_restarted_on_another_address_is_taken_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = TestNode::master(&dir.path().join("a")).await;
+    let mut r = TestNode::replica(&dir.path().join("r"), &a.addr).await;
+    put(&a.client().await, "k", "v").await.unwrap();
+    caught_up(&a, 1).await;
+    let rid = r.status().await.node_id;
+    r.stop().await;
+    // Same data directory, a new port, right away (its old registration is still fresh).
+    let extra = vec![
+        "--replica=true".to_string(),
+        format!("--master=http://{}", a.addr),
+    ];
+    let r2 = TestNode::start(&dir.path().join("r"), 0, &extra).await;
+    caught_up(&a, 1).await;
+    let cs = a
+        .client()
+        .await
+        .cluster_status(ctx())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cs.replicas.len(), 1);
+    assert_eq!(
+        (
+            cs.replicas[0].node_id.as_str(),
+            cs.replicas[0].address.as_str()
+        ),
+        (rid.as_str(), r2.addr.as_str())
+    );
+}

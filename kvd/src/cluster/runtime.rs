@@ -489,6 +489,7 @@ async fn master_duties(node: Node, cancel: CancellationToken) {
         } else {
             ask
         };
+        let targets_were_empty = targets.is_empty();
         for member in targets {
             let node = node.clone();
             tokio::spawn(async move {
@@ -497,7 +498,10 @@ async fn master_duties(node: Node, cancel: CancellationToken) {
                 }
             });
         }
-        if saved.elapsed() >= SAVE_LAST_SEEN_EVERY {
+        // Now and then, and soon after a replica went silent: "down since" must survive a
+        // restart of this master.
+        let newly_silent = !targets_were_empty && saved.elapsed() >= ASK_EVERY;
+        if newly_silent || saved.elapsed() >= SAVE_LAST_SEEN_EVERY {
             saved = Instant::now();
             save_last_seen(&node).await;
         }
@@ -505,7 +509,7 @@ async fn master_duties(node: Node, cancel: CancellationToken) {
 }
 
 /// Writes down in `cluster.json` when each replica was last heard from.
-async fn save_last_seen(node: &Node) {
+pub async fn save_last_seen(node: &Node) {
     let seen = node.master().last_seen();
     let result = node
         .cluster()
