@@ -4,6 +4,7 @@
 
 mod cli;
 mod durability;
+mod failover;
 mod garbage;
 mod monitoring;
 mod replication;

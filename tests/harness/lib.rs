@@ -225,6 +225,23 @@ impl NodeProcess {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::kill(pid, signal).expect("signal");
+    }
+
+    /// Freezes the process (SIGSTOP): it keeps its sockets, the kernel keeps accepting
+    /// connections for it, and nothing answers.
+    pub fn freeze(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Lets a frozen process go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
     /// Sends SIGKILL and reaps the process.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
@@ -404,7 +421,30 @@ pub fn kvctl(endpoint: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
         .expect("kvctl output")
 }
 
-/// Connects a client library handle to `endpoint`.
+/// The client library over several endpoints (`http://host:port` each), with `timeout` per
+/// call.
+pub fn cluster_client(endpoints: &[String], timeout: Duration) -> shared::client::Client {
+    let eps = endpoints
+        .iter()
+        .map(|e| parse_endpoint(e, 3000).expect("endpoint"))
+        .collect::<Vec<_>>();
+    shared::client::Client::builder(eps)
+        .timeout(timeout)
+        .build()
+        .expect("client")
+}
+
+/// The status of the node at `endpoint`.
+pub async fn status(endpoint: &str) -> shared::NodeStatus {
+    client(endpoint)
+        .await
+        .status(ctx())
+        .await
+        .expect("rpc")
+        .expect("status")
+}
+
+/// Connects a raw tarpc handle to `endpoint`.
 pub async fn client(endpoint: &str) -> KvClient {
     let ep = parse_endpoint(endpoint, 3000).expect("endpoint");
     shared::transport::connect(&ep).await.expect("connect")

@@ -103,6 +103,21 @@ impl WriteGate {
     /// # Errors
     /// `NotMaster` (naming the master and epoch) when closed, or still paused after the wait.
     pub async fn admit(&self) -> Result<Ticket<'_>, KvError> {
+        // The common case, without a subscription: one short lock.
+        {
+            let mut inner = self.lock();
+            match inner.view.gate {
+                Gate::Open => {
+                    inner.in_flight += 1;
+                    return Ok(Ticket {
+                        gate: self,
+                        epoch: inner.view.epoch,
+                    });
+                }
+                Gate::Closed => return Err(refusal(&inner.view)),
+                Gate::Paused => {}
+            }
+        }
         let mut changes = self.changes.subscribe();
         let deadline = tokio::time::Instant::now() + MAX_PAUSE;
         loop {
