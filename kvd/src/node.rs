@@ -505,7 +505,11 @@ impl Node {
     fn not_master(&self) -> KvError {
         let view = self.inner.cluster.view();
         KvError::NotMaster {
-            master: view.master.map(|m| m.address),
+            // Before its first join a replica knows its master only by the address it follows.
+            master: view
+                .master
+                .map(|m| m.address)
+                .or_else(|| self.inner.cluster.following()),
             epoch: view.epoch,
         }
     }
@@ -517,7 +521,8 @@ impl Node {
         }
     }
 
-    /// A writer's refusal names the epoch only; the node knows the master.
+    /// A refusal from the writer or the gate without the master's address gets the one the
+    /// node knows.
     fn named(&self, e: KvError) -> KvError {
         match e {
             KvError::NotMaster { master: None, .. } => self.not_master(),
@@ -579,7 +584,13 @@ impl Node {
             value: req.value.into_vec(),
             condition: req.condition,
         };
-        let ticket = self.inner.cluster.gate().admit().await?;
+        let ticket = self
+            .inner
+            .cluster
+            .gate()
+            .admit()
+            .await
+            .map_err(|e| self.named(e))?;
         let seq = shard
             .writer
             .submit(kind, ticket.epoch)
@@ -652,7 +663,13 @@ impl Node {
                 });
             }
         }
-        let ticket = self.inner.cluster.gate().admit().await?;
+        let ticket = self
+            .inner
+            .cluster
+            .gate()
+            .admit()
+            .await
+            .map_err(|e| self.named(e))?;
         let epoch = ticket.epoch;
         let writes = req.entries.into_iter().map(|kv| {
             let shard = self.shard(&kv.key);
@@ -697,7 +714,13 @@ impl Node {
     /// An invalid key, `NotMaster` on a replica, or a storage failure.
     pub async fn delete(&self, key: Vec<u8>) -> Result<Option<Version>, KvError> {
         self.check_key(&key)?;
-        let ticket = self.inner.cluster.gate().admit().await?;
+        let ticket = self
+            .inner
+            .cluster
+            .gate()
+            .admit()
+            .await
+            .map_err(|e| self.named(e))?;
         let result = self
             .shard(&key)
             .writer

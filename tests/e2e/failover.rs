@@ -16,8 +16,7 @@ use std::{
 };
 
 use harness::{
-    NodeProcess, client, cluster, cluster_client, ctx, kvctl, replica_args, status,
-    wait_caught_up,
+    NodeProcess, client, cluster, cluster_client, ctx, kvctl, replica_args, status, wait_caught_up,
 };
 use serde_bytes::ByteBuf;
 use shared::{KvError, PutRequest, Role, client::Client};
@@ -101,7 +100,8 @@ impl Load {
                             return;
                         }
                         let key = format!("{prefix}{w}-{i}");
-                        let mut req = PutRequest::new(key.clone().into_bytes(), key.clone().into_bytes());
+                        let mut req =
+                            PutRequest::new(key.clone().into_bytes(), key.clone().into_bytes());
                         req.acks = acks;
                         req.acks_timeout_ms = 2000;
                         let started = Instant::now();
@@ -153,7 +153,10 @@ async fn assert_present(endpoint: &str, acked: &HashMap<String, String>) -> usiz
     let keys: Vec<&String> = acked.keys().collect();
     let mut missing = Vec::new();
     for chunk in keys.chunks(1000) {
-        let ask = chunk.iter().map(|k| ByteBuf::from(k.as_bytes().to_vec())).collect();
+        let ask = chunk
+            .iter()
+            .map(|k| ByteBuf::from(k.as_bytes().to_vec()))
+            .collect();
         let got = c.mget(ctx(), ask).await.unwrap().unwrap();
         for (k, v) in chunk.iter().zip(got) {
             if v.map(|v| v.value.into_vec()) != Some(acked[*k].clone().into_bytes()) {
@@ -217,7 +220,11 @@ async fn switchover_under_fifty_writers_loses_nothing() {
     let before = load.acked();
     load.until_acked(before + 2000).await;
     let seen = load.finish().await;
-    assert!(seen.errors.is_empty(), "errors: {:?}", &seen.errors[..seen.errors.len().min(5)]);
+    assert!(
+        seen.errors.is_empty(),
+        "errors: {:?}",
+        &seen.errors[..seen.errors.len().min(5)]
+    );
     let (p99, max) = latency_around(&seen, at, Duration::from_secs(2));
     eprintln!(
         "switchover under 50 writers: {} acknowledged, {} unknown; write latency around the switch p99 {p99:?}, max {max:?}",
@@ -256,7 +263,11 @@ async fn promotion_after_kill_loses_no_acked_write_and_the_old_master_rolls_back
     let before = load.acked();
     load.until_acked(before + 1000).await;
     let acked_one = load.finish().await;
-    assert!(acked_one.errors.is_empty(), "{:?}", &acked_one.errors[..acked_one.errors.len().min(3)]);
+    assert!(
+        acked_one.errors.is_empty(),
+        "{:?}",
+        &acked_one.errors[..acked_one.errors.len().min(3)]
+    );
     // c goes too; a takes acks=0 writes that no replica gets; then a is killed.
     c.kill9();
     let zero = Load::start(&only_a, "zero", 4, 0, 10);
@@ -267,7 +278,11 @@ async fn promotion_after_kill_loses_no_acked_write_and_the_old_master_rolls_back
     c.restart();
     let bid = node_id(&b.endpoint()).await;
     // The plan: b is behind c on some shard and catches up from it; nothing acknowledged is lost.
-    let plan = ok(&kvctl(&b.endpoint(), &["-o", "json", "promote", &bid, "--plan"], None));
+    let plan = ok(&kvctl(
+        &b.endpoint(),
+        &["-o", "json", "promote", &bid, "--plan"],
+        None,
+    ));
     let plan: serde_json::Value = serde_json::from_str(plan.trim()).unwrap();
     eprintln!("promote --plan: {plan}");
     let shards = plan["plan"]["shards"].as_array().unwrap();
@@ -284,7 +299,9 @@ async fn promotion_after_kill_loses_no_acked_write_and_the_old_master_rolls_back
     assert!(
         eventually(Duration::from_secs(30), || async {
             let s = status(&c.endpoint()).await;
-            s.epoch == 2 && s.master_link.is_some_and(|l| l.state == shared::LinkState::Up)
+            s.epoch == 2
+                && s.master_link
+                    .is_some_and(|l| l.state == shared::LinkState::Up)
         })
         .await,
         "c follows the new master"
@@ -324,7 +341,10 @@ async fn promotion_after_kill_loses_no_acked_write_and_the_old_master_rolls_back
     let given = rollback_keys(&d[0].join("data"));
     let mut lost_sorted: Vec<String> = lost.iter().map(|s| (*s).clone()).collect();
     lost_sorted.sort();
-    assert_eq!(given, lost_sorted, "rollback files = the acks=0 writes no replica had");
+    assert_eq!(
+        given, lost_sorted,
+        "rollback files = the acks=0 writes no replica had"
+    );
     assert!(!given.is_empty(), "a had writes nobody else had");
     assert!(
         a.stdout.all().iter().any(|l| l.contains("rollback file")),
@@ -332,7 +352,11 @@ async fn promotion_after_kill_loses_no_acked_write_and_the_old_master_rolls_back
     );
     // It rejoined by partial resync: the new master counts no full resync for it.
     let cs = cluster(&b.endpoint()).await;
-    let ra = cs.replicas.iter().find(|r| r.address == a.addr.to_string()).unwrap();
+    let ra = cs
+        .replicas
+        .iter()
+        .find(|r| r.address == a.addr.to_string())
+        .unwrap();
     assert!(ra.shards.iter().all(|s| s.full_resyncs == 0), "{ra:?}");
     assert!(ra.shards.iter().any(|s| s.partial_resyncs > 0), "{ra:?}");
     verify(&b.endpoint());
@@ -364,10 +388,13 @@ async fn a_thawed_master_is_fenced_and_its_writes_go_to_rollback_only() {
     let b = NodeProcess::replica(&d[1], 2, &a.endpoint(), &[TIMEOUT]);
     let c = client(&a.endpoint()).await;
     for i in 0..100 {
-        c.put(ctx(), PutRequest::new(format!("k{i}").into_bytes(), b"v".to_vec()))
-            .await
-            .unwrap()
-            .unwrap();
+        c.put(
+            ctx(),
+            PutRequest::new(format!("k{i}").into_bytes(), b"v".to_vec()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
     }
     wait_caught_up(&a.endpoint(), 1, Duration::from_secs(30)).await;
     a.freeze();
@@ -394,10 +421,13 @@ async fn a_thawed_master_is_fenced_and_its_writes_go_to_rollback_only() {
     ok(&kvctl(&bep, &["promote", &bep, "--force"], None));
     let cb = client(&b.endpoint()).await;
     for i in 0..20 {
-        cb.put(ctx(), PutRequest::new(format!("new{i}").into_bytes(), b"b".to_vec()))
-            .await
-            .unwrap()
-            .unwrap();
+        cb.put(
+            ctx(),
+            PutRequest::new(format!("new{i}").into_bytes(), b"b".to_vec()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
     }
     // A client keeps writing to the old master directly (no failover following), acks=0.
     let writer = {
@@ -417,7 +447,10 @@ async fn a_thawed_master_is_fenced_and_its_writes_go_to_rollback_only() {
                     break;
                 }
                 let key = format!("stale{i}");
-                match node.put(PutRequest::new(key.clone().into_bytes(), b"old".to_vec())).await {
+                match node
+                    .put(PutRequest::new(key.clone().into_bytes(), b"old".to_vec()))
+                    .await
+                {
                     Ok(_) => {
                         acked.push(key);
                         last_ack = Some(Instant::now());
@@ -447,7 +480,10 @@ async fn a_thawed_master_is_fenced_and_its_writes_go_to_rollback_only() {
     let given = rollback_keys(&d[0].join("data"));
     let mut want = acked.clone();
     want.sort();
-    assert_eq!(given, want, "every write it acknowledged meanwhile is in its rollback file");
+    assert_eq!(
+        given, want,
+        "every write it acknowledged meanwhile is in its rollback file"
+    );
     for k in &acked {
         let v = cb
             .get(ctx(), ByteBuf::from(k.as_bytes().to_vec()))
@@ -489,12 +525,20 @@ async fn three_switchovers_in_a_row_under_load() {
         .unwrap();
         ok(&out);
         let s = status(&eps[*to]).await;
-        assert_eq!((s.role, s.epoch), (Role::Master, 2 + step as u64), "step {step}");
+        assert_eq!(
+            (s.role, s.epoch),
+            (Role::Master, 2 + step as u64),
+            "step {step}"
+        );
     }
     let n = load.acked();
     load.until_acked(n + 300).await;
     let seen = load.finish().await;
-    assert!(seen.errors.is_empty(), "{:?}", &seen.errors[..seen.errors.len().min(3)]);
+    assert!(
+        seen.errors.is_empty(),
+        "{:?}",
+        &seen.errors[..seen.errors.len().min(3)]
+    );
     assert_eq!(status(&a.endpoint()).await.epoch, 4);
     wait_caught_up(&a.endpoint(), 2, Duration::from_secs(30)).await;
     assert_present(&a.endpoint(), &seen.acked).await;
@@ -573,11 +617,18 @@ async fn membership_survives_restarts_and_a_new_directory_is_not_followed() {
         .await
     );
     assert!(
-        r2.stdout.all().iter().any(|l| l.contains("belongs to cluster")),
+        r2.stdout
+            .all()
+            .iter()
+            .any(|l| l.contains("belongs to cluster")),
         "the refusal is logged"
     );
     let s = status(&r2.endpoint()).await;
-    assert_eq!(s.shards.iter().map(|s| s.keys).sum::<u64>(), 3000, "every key kept");
+    assert_eq!(
+        s.shards.iter().map(|s| s.keys).sum::<u64>(),
+        3000,
+        "every key kept"
+    );
     impostor.terminate();
     a.restart();
     wait_caught_up(&a.endpoint(), 1, Duration::from_secs(30)).await;
@@ -623,9 +674,15 @@ async fn refusals_name_the_cause() {
         })
         .await
     );
-    fail(kvctl(&a.endpoint(), &["failover", "--to", &rid], None), "down");
+    fail(
+        kvctl(&a.endpoint(), &["failover", "--to", &rid], None),
+        "down",
+    );
     // Promote of an unknown node.
-    fail(kvctl(&a.endpoint(), &["promote", "no-such-node"], None), "no-such-node");
+    fail(
+        kvctl(&a.endpoint(), &["promote", "no-such-node"], None),
+        "no-such-node",
+    );
     // Promote of a node in a full resync: a new replica copies 200k keys; the master is frozen
     // in the middle of the copy.
     let c = client(&a.endpoint()).await;

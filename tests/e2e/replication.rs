@@ -415,7 +415,13 @@ fn writes_sent_to_a_replica_land_on_the_master() {
             .unwrap()
     });
     assert!(
-        matches!(refused, Err(KvError::NotMaster { master: Some(_) })),
+        matches!(
+            refused,
+            Err(KvError::NotMaster {
+                master: Some(_),
+                ..
+            })
+        ),
         "{refused:?}"
     );
     let out = kvctl(&r, &["put", "via-replica", "hello"], None);
@@ -442,6 +448,7 @@ fn join_refusals_stop_the_replica_with_the_reason() {
         assert_eq!(status.code(), Some(1));
         node.stderr()
     };
+    std::fs::create_dir_all(dir.path().join("bad")).unwrap();
     let err = refused(replica_args(&dir.path().join("bad"), 3, &m, &[]));
     assert!(
         err.contains("master has 2 shards") && err.contains("replica has 3"),
@@ -458,6 +465,7 @@ fn join_refusals_stop_the_replica_with_the_reason() {
     std::fs::copy(dir.path().join("r1/data/node.json"), copy.join("node.json")).unwrap();
     first.restart();
     rt.block_on(wait_caught_up(&m, 1, Duration::from_secs(60)));
+    std::fs::create_dir_all(dir.path().join("r2")).unwrap();
     let err = refused(replica_args(&dir.path().join("r2"), 2, &m, &[]));
     assert!(err.contains("already used by the replica at"), "{err}");
     assert_eq!(rt.block_on(cluster(&m)).replicas.len(), 1);

@@ -80,6 +80,9 @@ pub struct Cluster {
     first: Mutex<Vec<Command>>,
     gate: WriteGate,
     file: Mutex<ClusterFile>,
+    /// One save at a time, each with the content as of its turn, so the file on disk only
+    /// moves forward (and two saves never share the temporary file).
+    saving: tokio::sync::Mutex<()>,
     fence: Arc<AtomicU64>,
     tasks: Mutex<Tasks>,
     /// Stops every task the role runs, at shutdown.
@@ -123,6 +126,7 @@ impl Cluster {
             first: Mutex::new(first),
             gate,
             file: Mutex::new(file),
+            saving: tokio::sync::Mutex::new(()),
             fence,
             tasks: Mutex::new(Tasks::default()),
             stop: CancellationToken::new(),
@@ -180,6 +184,7 @@ impl Cluster {
         &self,
         change: impl FnOnce(&mut ClusterFile) -> bool,
     ) -> Result<ClusterFile, KvError> {
+        let _turn = self.saving.lock().await;
         let snapshot = {
             let mut file = lock(&self.file);
             if !change(&mut file) {
@@ -260,9 +265,19 @@ pub async fn start(node: &Node) {
 /// The state machine's refusal, or a failure to persist.
 pub async fn handle(node: &Node, event: Event) -> Result<(), KvError> {
     let mut core = node.cluster().core.lock().await;
+    let before = core.clone();
     let cmds = core.handle(event)?;
     for cmd in cmds {
-        exec(node, &core, cmd).await?;
+        let persist = matches!(cmd, Command::Persist { .. });
+        if let Err(e) = exec(node, &core, cmd).await {
+            if persist {
+                // Nothing acted on it yet (Persist comes first): the decision is undone, so
+                // memory never runs ahead of cluster.json.
+                *core = before;
+                tracing::error!(error = %e, "cannot persist the cluster state; the change is undone");
+            }
+            return Err(e);
+        }
     }
     Ok(())
 }
@@ -294,7 +309,9 @@ async fn exec(node: &Node, core: &Core, cmd: Command) -> Result<(), KvError> {
                 })
                 .await?;
             cluster.fence.fetch_max(epoch, Ordering::AcqRel);
-            if before.epoch != epoch {
+            if before.epoch == 0 {
+                tracing::info!(epoch, "joined at epoch");
+            } else if before.epoch != epoch {
                 tracing::warn!(
                     epoch,
                     previous = before.epoch,
