@@ -1,8 +1,9 @@
 //! The command line: global flags, the subcommands (one module each under `cli/`) and dispatch.
 //!
 //! Every subcommand module has an `Args` struct (its flags) and `async fn run(args, &Global)`,
-//! which connects, asks the node, and prints the result on stdout; errors come back as
-//! [`Error`] for `main` to print on stderr and turn into an exit code.
+//! which makes a [`Client`] of the endpoints (`-e a,b,c`), asks the cluster, and prints the
+//! result on stdout; errors come back as [`Error`] for `main` to print on stderr and turn into
+//! an exit code.
 
 use std::{
     io::{self, IsTerminal as _, Write as _},
@@ -10,16 +11,18 @@ use std::{
 };
 
 use clap::{Parser, Subcommand};
-use shared::{addr::Endpoint, limits::MAX_REQUEST_DEADLINE};
+use shared::{addr::Endpoint, client::Client, limits::MAX_REQUEST_DEADLINE};
 
 use crate::{
-    client::{DEFAULT_PORT, EXIT_CODES_HELP, Error, Node},
+    client::{DEFAULT_PORT, EXIT_CODES_HELP, Error},
     output::Format,
 };
 
 mod bench;
 mod delete;
+mod failover;
 mod get;
+mod promote;
 mod put;
 mod replicas;
 mod scan;
@@ -29,8 +32,10 @@ mod verify;
 
 /// kvctl: the operator's tool for kvd.
 ///
-/// Reads are served by the node you name with --endpoint, master or replica; writes, and the
-/// cluster commands (replicas, verify), sent to a replica are forwarded to its master once.
+/// --endpoint takes one node or several (`-e a:3000,b:3000,c:3000`): reads are served by the
+/// first that answers, master or replica; writes and the cluster commands (replicas, verify,
+/// failover) go to the master, found among them (the writable one with the highest epoch) and
+/// followed across a failover. A write whose answer was lost is never retried (exit 4).
 /// Keys and values are bytes: binary-safe in and out.
 #[derive(Debug, Parser)]
 #[command(name = "kvctl", version, after_long_help = EXIT_CODES_HELP)]
@@ -47,18 +52,21 @@ pub struct Cli {
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Global options")]
 pub struct Global {
-    /// The node to talk to: `http://host:port`, `host:port` or `host` (port 3000).
+    /// The nodes to talk to, comma-separated (`-e a:3000,b:3000`, or -e given again): each
+    /// `http://host:port`, `host:port` or `host` (port 3000). Reads go to the first that
+    /// answers; writes to the master among them (or the one they name).
     #[arg(
         short,
-        long,
+        long = "endpoint",
         visible_alias = "master",
         env = "KVCTL_ENDPOINT",
         default_value = "http://localhost:3000",
-        value_name = "URL",
+        value_name = "URL[,URL...]",
         value_parser = parse_endpoint_arg,
+        value_delimiter = ',',
         global = true
     )]
-    pub endpoint: Endpoint,
+    pub endpoints: Vec<Endpoint>,
     /// How results are printed on stdout.
     #[arg(
         short,
@@ -69,18 +77,33 @@ pub struct Global {
         global = true
     )]
     pub output: Format,
-    /// Seconds to wait for the connection and for each answer: `10`, `2.5`, `500ms`, `1m`.
+    /// Seconds each request may take, finding the master and following it across a failover
+    /// included: `10`, `2.5`, `500ms`, `1m`. For `failover` and `promote`, also the time the
+    /// node is given for the operation itself (kvctl waits that long again for its answer).
     #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = parse_timeout, global = true)]
     pub timeout: Duration,
 }
 
 impl Global {
-    /// Connects to `--endpoint` within `--timeout`.
+    /// A client of `--endpoint` whose requests take at most `--timeout`. Nothing is connected
+    /// until the first request.
     ///
     /// # Errors
-    /// When the node cannot be reached.
-    pub async fn connect(&self) -> Result<Node, Error> {
-        Node::connect(&self.endpoint, self.timeout).await
+    /// Only without an endpoint, which the flag's parsing rules out.
+    pub fn client(&self) -> Result<Client, Error> {
+        Ok(Client::builder(self.endpoints.iter().cloned())
+            .timeout(self.timeout)
+            .build()?)
+    }
+
+    /// The endpoints as `-e` takes them, for messages and the console: `a:1,b:2`.
+    #[must_use]
+    pub fn endpoint_list(&self) -> String {
+        self.endpoints
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -101,14 +124,22 @@ pub enum Command {
     Status(status::Args),
     /// One row per shard: keys, size, last sequence, and on a master each replica's lag on it.
     Shards(shards::Args),
-    /// List the replicas the master knows: link, and per shard acknowledged sequence, lag and
-    /// resyncs.
+    /// List the replicas the master knows: link (and since when a replica is down), and per
+    /// shard acknowledged sequence, lag and resyncs; `replicas forget NODE` removes one.
     Replicas(replicas::Args),
     /// Compare every shard of every replica with the master's at one sequence; exit 1 if any
     /// differs, 3 if a node cannot be reached.
     Verify(verify::Args),
-    /// Load one node with bounded work (puts, gets, batches, pipelining) and report throughput,
-    /// latency percentiles and errors by kind.
+    /// Hand over from the live master to a replica (switchover): writes pause, the replica
+    /// catches up, takes the next epoch and the old master follows it. --plan only shows what
+    /// would happen.
+    Failover(failover::Args),
+    /// Make a replica the master while the master is gone: shows what it would lose first,
+    /// refuses to lose writes without --force. --plan only shows the plan.
+    Promote(promote::Args),
+    /// Load the master (or, reading only, the first endpoint that answers) with bounded work
+    /// (puts, gets, batches, pipelining) and report throughput, latency percentiles and
+    /// errors by kind.
     Bench(bench::Args),
     /// The operator console: a live view of the cluster, shards, replica lag and keys, with a
     /// key browser that can put, edit and delete (unless --read-only). Press ? in it for help.
@@ -143,6 +174,8 @@ impl Cli {
             Command::Shards(args) => shards::run(args, global, &mut out).await,
             Command::Replicas(args) => replicas::run(args, global, &mut out).await,
             Command::Verify(args) => verify::run(args, global, &mut out).await,
+            Command::Failover(args) => failover::run(args, global, &mut out).await,
+            Command::Promote(args) => promote::run(args, global, &mut out).await,
             Command::Bench(args) => bench::run(args, global, &mut out).await,
             Command::Tui(args) => crate::tui::run(args, global).await,
             Command::Completions { shell } => {
@@ -198,8 +231,13 @@ pub mod testing {
 
     /// Global flags that point at `endpoint` and print in `format`.
     pub fn global(endpoint: Endpoint, format: Format) -> Global {
+        globals(vec![endpoint], format)
+    }
+
+    /// Global flags that point at several endpoints and print in `format`.
+    pub fn globals(endpoints: Vec<Endpoint>, format: Format) -> Global {
         Global {
-            endpoint,
+            endpoints,
             output: format,
             timeout: Duration::from_secs(5),
         }
@@ -230,11 +268,11 @@ mod tests {
     fn put_with_global_flags() {
         let cli = parse_ok(&["-e", "http://x:1", "put", "k", "v", "--if-version", "3"]);
         assert_eq!(
-            cli.global.endpoint,
-            Endpoint {
+            cli.global.endpoints,
+            [Endpoint {
                 host: "x".into(),
                 port: 1
-            }
+            }]
         );
         assert_eq!(cli.global.output, Format::Text);
         assert_eq!(cli.global.timeout, Duration::from_secs(10));
@@ -261,17 +299,33 @@ mod tests {
             "2.5",
         ]);
         assert_eq!(
-            cli.global.endpoint,
-            Endpoint {
+            cli.global.endpoints,
+            [Endpoint {
                 host: "m".into(),
                 port: 7
-            }
+            }]
         );
         assert_eq!(cli.global.output, Format::Json);
         assert_eq!(cli.global.timeout, Duration::from_millis(2500));
         let cli = parse_ok(&["--endpoint=localhost", "status"]);
-        assert_eq!(cli.global.endpoint.port, 3000);
+        assert_eq!(cli.global.endpoints[0].port, 3000);
         assert!(matches!(cli.command, Command::Status(_)));
+    }
+
+    #[test]
+    fn several_endpoints() {
+        let cli = parse_ok(&["-e", "a:1,http://b:2, c", "status"]);
+        assert_eq!(cli.global.endpoint_list(), "a:1,b:2,c:3000");
+        let cli = parse_ok(&["-e", "a:1", "-e", "b:2", "get", "k"]);
+        assert_eq!(cli.global.endpoint_list(), "a:1,b:2");
+        assert_eq!(
+            parse_ok(&["status"]).global.endpoint_list(),
+            "localhost:3000"
+        );
+        for bad in ["a:1,,b:2", "a:1,https://b:2", ","] {
+            let e = parse(&["-e", bad, "status"]).expect_err("refused");
+            assert_eq!(e.kind(), ErrorKind::ValueValidation, "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,41 +1,26 @@
-//! The connection to one node, and the error type of every kvctl command with its exit code.
+//! kvctl's side of talking to kvd: the exit codes and the error type of every command. The
+//! talking itself is the client library's ([`shared::client`]): endpoints, finding and
+//! following the master, retries, and the verdict on a write whose answer was lost.
 //!
-//! Owns three things:
+//! Owns two things:
 //! - [`Exit`], the one table of exit codes (also printed by `kvctl --help`);
-//! - [`Error`], which turns tarpc, I/O and [`KvError`] failures into a message that names the
-//!   endpoint and says what to check, and knows which [`Exit`] it maps to;
-//! - [`Node`], a connected client with a connect timeout and a per-request deadline, and
-//!   [`follow_master`] / [`on_master`], which retry a call once against the master a replica
-//!   names (writes, and the master-only `cluster_status`).
+//! - [`Error`], which wraps the library's error (adding which flag to check) and kvctl's own
+//!   failures, and knows which [`Exit`] each maps to.
 //!
 //! ```text
-//!  Node::connect(endpoint, timeout) --tcp--> kvd
-//!     │  get/delete/scan/status/cluster_status: ctx.deadline = now + timeout
-//!     │  put:    + acks_timeout_ms (the master may hold the write while replicas acknowledge)
-//!     │  digest: + wait_ms         (a replica may hold the call until it reaches the sequence)
-//!     ▼
-//!  Result<Result<T, KvError>, RpcError>  ──►  Result<T, Error>  ──►  Exit code
+//!  shared::client::{Client, Node}  ──►  Result<T, client::Error>
+//!                                              │ + kvctl's own (key not found, verify, input)
+//!                                              ▼
+//!                                  Result<T, Error>  ──►  message on stderr, Exit code
 //! ```
 
 use std::{io, time::Duration};
 
-use serde_bytes::ByteBuf;
-use shared::{
-    ClusterStatus, Digest, KvClient, KvError, NodeStatus, PutRequest, ScanPage, ScanRequest,
-    Version, Versioned,
-    addr::{AddrError, Endpoint, parse_endpoint},
-};
-use tarpc::client::RpcError;
+use shared::{KvError, addr::AddrError, client};
 
-use crate::output::{display_bytes, seconds};
+use crate::output::display_bytes;
 
-/// Port assumed when an address names none (kvd's default port).
-pub const DEFAULT_PORT: u16 = 3000;
-
-/// Values above this size may not fit the node's largest frame: with default limits a node
-/// accepts frames of `max(2 × (key + value limits), 16 MiB) + 64 KiB` and closes the connection on
-/// anything larger, without an answer.
-pub const FRAME_SAFE_VALUE_BYTES: usize = 16 * 1024 * 1024;
+pub use shared::client::{DEFAULT_PORT, FRAME_SAFE_VALUE_BYTES};
 
 /// kvctl's exit codes. This enum is the only place they are defined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,14 +34,20 @@ pub enum Exit {
     NotFound = 1,
     /// The command line or the request is wrong, or the node refused it: bad flags, a key or
     /// value over the node's limits, an invalid argument, a storage failure on the node, an
-    /// unreadable `--file`; also a write committed on the master that fewer replicas than
-    /// `put --acks` asked for acknowledged in time ([`KvError::AcksTimeout`]), and any other
-    /// failure that is not one of the codes above or below.
+    /// unreadable `--file`, a failover or promotion the node refused; also a write committed on
+    /// the master that fewer replicas than `put --acks` asked for acknowledged in time
+    /// ([`KvError::AcksTimeout`]), and any other failure that is not one of the codes above or
+    /// below.
     Usage = 2,
     /// A node cannot be reached: connection refused or timed out, a name that does not
-    /// resolve, a connection lost mid-request, no answer before `--timeout`, or the node is
-    /// shutting down. For `verify` this also covers the master and every replica it lists.
+    /// resolve, a connection lost mid-request, no answer before `--timeout`, the node is
+    /// shutting down, or no writable master was found in time. For `verify` this also covers
+    /// the master and every replica it lists.
     Unreachable = 3,
+    /// A write was sent and no answer came (the connection broke, or `--timeout` passed): it
+    /// may or may not have been applied. kvctl never retries such a write; check with `get`
+    /// (or `status`, for `failover` and `promote`) before sending it again.
+    OutcomeUnknown = 4,
 }
 
 impl Exit {
@@ -81,16 +72,17 @@ Exit codes:
   1  key not found, or a compare-and-swap condition (--if-version, --if-absent) failed;
      verify found a difference between the master and a replica
   2  usage or request error: bad flags, key or value over the node's limits, invalid
-     argument, storage error on the node, unreadable --file; put --acks: the write is
-     committed on the master but too few replicas acknowledged it in time; any other error
+     argument, storage error on the node, unreadable --file, a failover or promotion the
+     node refused; put --acks: the write is committed on the master but too few replicas
+     acknowledged it in time; any other error
   3  a node cannot be reached: connection refused or timed out, unknown host name,
-     connection lost, no answer within --timeout, node shutting down (verify: the master
-     or a replica; the message names which)
+     connection lost, no answer within --timeout, node shutting down, no writable master
+     found in time (verify: the master or a replica; the message names which)
+  4  the outcome of a write is unknown: it was sent and no answer came (the connection
+     broke, or --timeout passed), so it may or may not have been applied; kvctl does not
+     retry it: check with get (status, for failover and promote) before retrying
 
 Results go to stdout; errors go to stderr as `kvctl: <message>`.";
-
-/// The advice every "cannot reach" message ends with.
-const REACH_HINT: &str = "is kvd running there? (-e/--endpoint, KVCTL_ENDPOINT)";
 
 /// Everything that makes a kvctl command fail.
 #[derive(Debug, thiserror::Error)]
@@ -98,66 +90,9 @@ pub enum Error {
     /// `get` or `delete` of a key that does not exist.
     #[error("key not found: {}", display_bytes(.0))]
     KeyNotFound(Vec<u8>),
-    /// The node answered with an error.
-    #[error("{0}")]
-    Kv(#[from] KvError),
-    /// The TCP connection could not be opened (refused, timed out, unknown name).
-    #[error("cannot reach the node at {endpoint}: {cause}; {REACH_HINT}")]
-    Unreachable {
-        /// Where kvctl tried to connect.
-        endpoint: Endpoint,
-        /// What the operating system said, or `timed out after Ns`.
-        cause: String,
-    },
-    /// The connection broke while a request was in flight.
-    #[error("lost the connection to the node at {endpoint}: {cause}; {REACH_HINT}")]
-    ConnectionLost {
-        /// The node the request went to.
-        endpoint: Endpoint,
-        /// What the transport said.
-        cause: String,
-    },
-    /// No answer before the request's deadline.
-    #[error(
-        "no answer from the node at {endpoint}: timed out after {}; is kvd running there? \
-         (-e/--endpoint, KVCTL_ENDPOINT; raise --timeout for slow requests)",
-        seconds(*.after)
-    )]
-    TimedOut {
-        /// The node the request went to.
-        endpoint: Endpoint,
-        /// The `--timeout` that passed.
-        after: Duration,
-    },
-    /// tarpc's server layer refused the request before the service saw it (e.g. throttled).
-    #[error("the node at {endpoint} aborted the request: {detail}")]
-    Aborted {
-        /// The node the request went to.
-        endpoint: Endpoint,
-        /// tarpc's explanation.
-        detail: String,
-    },
-    /// The node dropped the connection on a put whose value is too large for one frame.
-    #[error(
-        "the value ({len} bytes) exceeds the node's frame limit, so the node closed the \
-         connection; values are limited to `kvd --max-value-bytes` (1 MiB by default)"
-    )]
-    ValueOverFrameLimit {
-        /// The value's length.
-        len: usize,
-    },
-    /// A replica named a master whose address does not parse.
-    #[error(
-        "the replica at {replica} named its master as {master:?}, which is not usable: {source}"
-    )]
-    BadMasterAddress {
-        /// The replica that answered.
-        replica: Endpoint,
-        /// The address it gave.
-        master: String,
-        /// Why it does not parse.
-        source: AddrError,
-    },
+    /// Talking to the cluster failed, or a node answered with an error.
+    #[error("{}{}", .0, flag_hint(.0))]
+    Client(#[from] client::Error),
     /// A call to one node of several failed (`verify`: the master, or a replica the master
     /// lists). The message names the node; the exit code is the underlying error's.
     #[error("{node}: {source}")]
@@ -193,7 +128,7 @@ pub enum Error {
     #[error(
         "verify: shard {shard} could not be compared at one sequence within {} \
          (--timeout-per-shard); last answer: {last}",
-        seconds(*.after)
+        crate::output::seconds(*.after)
     )]
     VerifyGaveUp {
         /// The shard.
@@ -219,25 +154,49 @@ pub enum Error {
     Output(#[source] io::Error),
 }
 
+impl From<KvError> for Error {
+    fn from(e: KvError) -> Self {
+        Self::Client(client::Error::Kv(e))
+    }
+}
+
+/// The kvctl flags or commands that help with a library error, appended to its message.
+fn flag_hint(e: &client::Error) -> &'static str {
+    use client::Error as E;
+    match e {
+        E::Unreachable { .. } | E::ConnectionLost { .. } | E::NoEndpointAnswered { .. } => {
+            " (-e/--endpoint, KVCTL_ENDPOINT)"
+        }
+        E::TimedOut { .. } => " (-e/--endpoint, KVCTL_ENDPOINT; raise --timeout for slow requests)",
+        E::NoMaster { .. } => {
+            " (-e/--endpoint takes several nodes: -e a,b,c; --timeout; kvctl promote)"
+        }
+        E::OutcomeUnknown { request, .. } => match *request {
+            "failover" | "promote" => " (kvctl status)",
+            "forget" => " (kvctl replicas)",
+            _ => " (kvctl get KEY)",
+        },
+        _ => "",
+    }
+}
+
 impl Error {
     /// The exit code this error ends kvctl with.
     #[must_use]
     pub fn exit(&self) -> Exit {
         match self {
             Self::KeyNotFound(_) | Self::VerifyMismatch { .. } => Exit::NotFound,
-            Self::Kv(e) if e.is_condition_failed() => Exit::NotFound,
-            Self::Kv(KvError::ShuttingDown)
-            | Self::Unreachable { .. }
-            | Self::ConnectionLost { .. }
-            | Self::TimedOut { .. } => Exit::Unreachable,
+            Self::Client(e) => match e {
+                client::Error::Kv(kv) if kv.is_condition_failed() => Exit::NotFound,
+                e if e.is_outcome_unknown() => Exit::OutcomeUnknown,
+                e if e.is_unreachable() => Exit::Unreachable,
+                // Includes `KvError::AcksTimeout`: the write is committed on the master but
+                // under-replicated, which is neither a "no" (1) nor an unreachable node (3);
+                // and a failover or promotion the node refused.
+                _ => Exit::Usage,
+            },
             Self::Peer { source, .. } => source.exit(),
-            // Includes `KvError::AcksTimeout`: the write is committed on the master but
-            // under-replicated, which is neither a "no" (1) nor an unreachable node (3).
-            Self::Kv(_)
-            | Self::Aborted { .. }
-            | Self::ValueOverFrameLimit { .. }
-            | Self::BadMasterAddress { .. }
-            | Self::BadReplicaAddress { .. }
+            Self::BadReplicaAddress { .. }
             | Self::VerifyGaveUp { .. }
             | Self::Usage(_)
             | Self::Input { .. }
@@ -245,263 +204,19 @@ impl Error {
         }
     }
 
+    /// The node's own answer, when the error is one.
+    #[must_use]
+    pub fn kv(&self) -> Option<&KvError> {
+        match self {
+            Self::Client(e) => e.kv(),
+            _ => None,
+        }
+    }
+
     /// Whether stdout was closed by its reader (`kvctl scan | head`): not worth a message.
     #[must_use]
     pub fn is_broken_pipe(&self) -> bool {
         matches!(self, Self::Output(e) if e.kind() == io::ErrorKind::BrokenPipe)
-    }
-
-    /// Turns a tarpc failure of a request to `endpoint` into an error.
-    #[must_use]
-    pub fn from_rpc(endpoint: &Endpoint, timeout: Duration, err: RpcError) -> Self {
-        let endpoint = endpoint.clone();
-        match err {
-            RpcError::DeadlineExceeded => Self::TimedOut {
-                endpoint,
-                after: timeout,
-            },
-            RpcError::Server(e) => Self::Aborted {
-                endpoint,
-                detail: e.detail,
-            },
-            RpcError::Shutdown => Self::ConnectionLost {
-                endpoint,
-                cause: "the connection was closed".to_string(),
-            },
-            RpcError::Send(e) => Self::ConnectionLost {
-                endpoint,
-                cause: chain(e.as_ref()),
-            },
-            RpcError::Channel(e) => Self::ConnectionLost {
-                endpoint,
-                cause: chain(&e),
-            },
-        }
-    }
-}
-
-/// An error and its sources, joined by `: `.
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        source = e.source();
-    }
-    out
-}
-
-/// A connected node. Cheap to clone (the tarpc client is a handle to a background task).
-#[derive(Clone)]
-pub struct Node {
-    endpoint: Endpoint,
-    client: KvClient,
-    /// Both the connect timeout and each request's deadline.
-    timeout: Duration,
-}
-
-impl Node {
-    /// Connects to `endpoint`, giving up after `timeout`.
-    ///
-    /// # Errors
-    /// [`Error::Unreachable`] when the name does not resolve, the connection is refused or it
-    /// does not complete in time.
-    pub async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<Self, Error> {
-        let unreachable = |cause: String| Error::Unreachable {
-            endpoint: endpoint.clone(),
-            cause,
-        };
-        match tokio::time::timeout(timeout, shared::transport::connect(endpoint)).await {
-            Ok(Ok(client)) => Ok(Self {
-                endpoint: endpoint.clone(),
-                client,
-                timeout,
-            }),
-            Ok(Err(e)) => Err(unreachable(e.to_string())),
-            Err(_) => Err(unreachable(format!("timed out after {}", seconds(timeout)))),
-        }
-    }
-
-    /// Connects to another node with the same timeout.
-    ///
-    /// # Errors
-    /// As [`Node::connect`].
-    pub async fn connect_to(&self, endpoint: &Endpoint) -> Result<Self, Error> {
-        Self::connect(endpoint, self.timeout).await
-    }
-
-    /// A context whose deadline is `--timeout` plus `extra`, the time the node may
-    /// legitimately hold the call (an acks wait, a digest wait).
-    fn context(&self, extra: Duration) -> tarpc::context::Context {
-        let mut ctx = tarpc::context::current();
-        // `--timeout` is capped at an hour and `extra` comes from a u32 of milliseconds, so this
-        // cannot overflow; fall back to tarpc's default rather than panic if it ever did.
-        if let Some(deadline) = self
-            .timeout
-            .checked_add(extra)
-            .and_then(|d| std::time::Instant::now().checked_add(d))
-        {
-            ctx.deadline = deadline;
-        }
-        ctx
-    }
-
-    fn flatten<T>(
-        &self,
-        extra: Duration,
-        reply: Result<Result<T, KvError>, RpcError>,
-    ) -> Result<T, Error> {
-        match reply {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(Error::Kv(e)),
-            Err(e) => Err(Error::from_rpc(
-                &self.endpoint,
-                self.timeout.saturating_add(extra),
-                e,
-            )),
-        }
-    }
-
-    /// Reads a key; `None` when it is absent.
-    ///
-    /// # Errors
-    /// The node's refusal or a transport failure.
-    pub async fn get(&self, key: &[u8]) -> Result<Option<Versioned>, Error> {
-        let reply = self
-            .client
-            .get(self.context(Duration::ZERO), ByteBuf::from(key))
-            .await;
-        self.flatten(Duration::ZERO, reply)
-    }
-
-    /// Writes a key. The deadline is `--timeout` plus the request's `acks_timeout_ms`, so a
-    /// master waiting for replicas to acknowledge answers before kvctl gives up.
-    ///
-    /// # Errors
-    /// The node's refusal (including [`KvError::AcksTimeout`]), a transport failure, or
-    /// [`Error::ValueOverFrameLimit`] when the connection drops on a value too large for one
-    /// frame.
-    pub async fn put(&self, req: PutRequest) -> Result<Version, Error> {
-        let len = req.value.len();
-        let extra = Duration::from_millis(u64::from(req.acks_timeout_ms));
-        let reply = self.client.put(self.context(extra), req).await;
-        match self.flatten(extra, reply) {
-            Err(Error::ConnectionLost { .. }) if len > FRAME_SAFE_VALUE_BYTES => {
-                Err(Error::ValueOverFrameLimit { len })
-            }
-            other => other,
-        }
-    }
-
-    /// Deletes a key; `None` when it was absent.
-    ///
-    /// # Errors
-    /// The node's refusal or a transport failure.
-    pub async fn delete(&self, key: &[u8]) -> Result<Option<Version>, Error> {
-        let reply = self
-            .client
-            .delete(self.context(Duration::ZERO), ByteBuf::from(key))
-            .await;
-        self.flatten(Duration::ZERO, reply)
-    }
-
-    /// Reads one page of a scan.
-    ///
-    /// # Errors
-    /// The node's refusal or a transport failure.
-    pub async fn scan(&self, req: ScanRequest) -> Result<ScanPage, Error> {
-        let reply = self.client.scan(self.context(Duration::ZERO), req).await;
-        self.flatten(Duration::ZERO, reply)
-    }
-
-    /// The node's status.
-    ///
-    /// # Errors
-    /// The node's refusal or a transport failure.
-    pub async fn status(&self) -> Result<NodeStatus, Error> {
-        let reply = self.client.status(self.context(Duration::ZERO)).await;
-        self.flatten(Duration::ZERO, reply)
-    }
-
-    /// The master's view of the cluster; a replica refuses with [`KvError::NotMaster`] (see
-    /// [`on_master`]).
-    ///
-    /// # Errors
-    /// The node's refusal or a transport failure.
-    pub async fn cluster_status(&self) -> Result<ClusterStatus, Error> {
-        let reply = self
-            .client
-            .cluster_status(self.context(Duration::ZERO))
-            .await;
-        self.flatten(Duration::ZERO, reply)
-    }
-
-    /// A digest of `shard`: now (`at_seq: None`), or exactly at `at_seq`, the node waiting up to
-    /// `wait` (whole milliseconds, at most `u32::MAX`) to get there. The deadline is `--timeout`
-    /// plus `wait`.
-    ///
-    /// # Errors
-    /// The node's refusal ([`KvError::SequenceUnavailable`] when it is past `at_seq` or did not
-    /// get there in time) or a transport failure.
-    pub async fn digest(
-        &self,
-        shard: u32,
-        at_seq: Option<u64>,
-        wait: Duration,
-    ) -> Result<Digest, Error> {
-        let wait_ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
-        let extra = Duration::from_millis(u64::from(wait_ms));
-        let reply = self
-            .client
-            .digest(self.context(extra), shard, at_seq, wait_ms)
-            .await;
-        self.flatten(extra, reply)
-    }
-}
-
-/// Runs a write against `node`; when `node` is a replica that names its master, runs it once
-/// more against that master. A second refusal is returned as it is.
-///
-/// # Errors
-/// Whatever the last attempt failed with, or [`Error::BadMasterAddress`].
-pub async fn follow_master<T>(
-    node: &Node,
-    write: impl AsyncFn(&Node) -> Result<T, Error>,
-) -> Result<T, Error> {
-    on_master(node, write).await.map(|(_, v)| v)
-}
-
-/// As [`follow_master`], and also returns the node that answered (`node` itself, or the master
-/// it named), for commands that go on talking to the master.
-///
-/// # Errors
-/// Whatever the last attempt failed with, or [`Error::BadMasterAddress`].
-pub async fn on_master<T>(
-    node: &Node,
-    call: impl AsyncFn(&Node) -> Result<T, Error>,
-) -> Result<(Node, T), Error> {
-    match call(node).await {
-        Err(Error::Kv(KvError::NotMaster {
-            master: Some(master),
-        })) => {
-            let endpoint = parse_endpoint(&master, DEFAULT_PORT).map_err(|source| {
-                Error::BadMasterAddress {
-                    replica: node.endpoint.clone(),
-                    master,
-                    source,
-                }
-            })?;
-            let master = node.connect_to(&endpoint).await?;
-            let value = call(&master).await?;
-            Ok((master, value))
-        }
-        Err(Error::Kv(KvError::NotMaster { master: None })) => Err(Error::Usage(format!(
-            "the node at {} is a replica and did not say where its master is; point \
-             -e/--endpoint at the master",
-            node.endpoint
-        ))),
-        other => other.map(|v| (node.clone(), v)),
     }
 }
 
@@ -511,7 +226,12 @@ pub mod testing;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use testing::{Fake, serve};
+    use shared::{
+        PutRequest,
+        addr::{Endpoint, parse_endpoint},
+        client::{Client, Lost},
+    };
+    use testing::{Fake, MASTER_VERSION, serve};
 
     fn local() -> Endpoint {
         Endpoint {
@@ -524,8 +244,8 @@ mod tests {
         io::Error::new(kind, msg)
     }
 
-    fn rpc(err: RpcError) -> Error {
-        Error::from_rpc(&local(), Duration::from_secs(10), err)
+    fn lib(e: client::Error) -> Error {
+        Error::Client(e)
     }
 
     #[test]
@@ -577,7 +297,13 @@ mod tests {
                 Exit::Usage,
             ),
             (KvError::Unsupported("x".into()), Exit::Usage),
-            (KvError::NotMaster { master: None }, Exit::Usage),
+            (
+                KvError::NotMaster {
+                    master: None,
+                    epoch: 1,
+                },
+                Exit::Usage,
+            ),
             (KvError::ShuttingDown, Exit::Unreachable),
             // Committed on the master, too few replica acknowledgements: its own meaning of 2.
             (
@@ -620,40 +346,100 @@ mod tests {
     }
 
     #[test]
+    fn refusals_of_a_failover_or_a_promotion_exit_2() {
+        // The node names the cause and the fix in each.
+        let cases = [
+            (
+                KvError::FailoverRefused {
+                    reason: "no replica".into(),
+                },
+                Exit::Usage,
+            ),
+            (
+                KvError::FailoverAborted {
+                    reason: "late".into(),
+                },
+                Exit::Usage,
+            ),
+            (
+                KvError::UnknownNode {
+                    node: "x".into(),
+                    known: Vec::new(),
+                },
+                Exit::Usage,
+            ),
+            (
+                KvError::AmbiguousNode {
+                    node: "a".into(),
+                    matches: vec!["a1".into(), "a2".into()],
+                },
+                Exit::Usage,
+            ),
+        ];
+        for (err, want) in cases {
+            assert_eq!(Error::from(err.clone()).exit(), want, "{err}");
+        }
+    }
+
+    #[test]
     fn exit_codes_of_local_and_transport_errors() {
         let usage = [
-            Error::ValueOverFrameLimit { len: 20 << 20 },
+            lib(client::Error::ValueOverFrameLimit { len: 20 << 20 }),
             Error::Usage("both".into()),
             Error::Input {
                 what: "--file f".into(),
                 source: io_err(io::ErrorKind::NotFound, "x"),
             },
             Error::Output(io_err(io::ErrorKind::Other, "full")),
-            rpc(RpcError::Server(tarpc::ServerError::new(
-                io::ErrorKind::WouldBlock,
-                "throttled".into(),
-            ))),
+            lib(client::Error::Aborted {
+                endpoint: local(),
+                detail: "throttled".into(),
+            }),
+            lib(client::Error::NoEndpoints),
         ];
         for err in usage {
             assert_eq!(err.exit(), Exit::Usage, "{err}");
         }
         let unreachable = [
-            Error::Unreachable {
+            lib(client::Error::Unreachable {
                 endpoint: local(),
                 cause: "refused".into(),
-            },
-            rpc(RpcError::Shutdown),
-            rpc(RpcError::DeadlineExceeded),
-            rpc(RpcError::Send(Box::new(io_err(
-                io::ErrorKind::BrokenPipe,
-                "pipe",
-            )))),
-            rpc(RpcError::Channel(tarpc::ChannelError::Read(
-                std::sync::Arc::new(io_err(io::ErrorKind::ConnectionReset, "reset")),
-            ))),
+            }),
+            lib(client::Error::ConnectionLost {
+                endpoint: local(),
+                cause: "reset".into(),
+            }),
+            lib(client::Error::TimedOut {
+                endpoint: local(),
+                after: Duration::from_secs(10),
+            }),
+            lib(client::Error::NoMaster {
+                after: Duration::from_secs(10),
+                seen: Vec::new(),
+            }),
+            lib(client::Error::NoEndpointAnswered {
+                errors: vec![
+                    client::Error::Kv(KvError::ShuttingDown),
+                    client::Error::Unreachable {
+                        endpoint: local(),
+                        cause: "refused".into(),
+                    },
+                ],
+            }),
         ];
         for err in unreachable {
             assert_eq!(err.exit(), Exit::Unreachable, "{err}");
+        }
+        for cause in [
+            Lost::NoAnswer(Duration::from_secs(10)),
+            Lost::ConnectionBroke("reset".into()),
+        ] {
+            let err = lib(client::Error::OutcomeUnknown {
+                endpoint: local(),
+                request: "put",
+                cause,
+            });
+            assert_eq!(err.exit(), Exit::OutcomeUnknown, "{err}");
         }
     }
 
@@ -663,10 +449,10 @@ mod tests {
             node: "replica r1".into(),
             source: Box::new(source),
         };
-        let unreachable = peer(Error::Unreachable {
+        let unreachable = peer(lib(client::Error::Unreachable {
             endpoint: local(),
             cause: "refused".into(),
-        });
+        }));
         assert_eq!(unreachable.exit(), Exit::Unreachable);
         assert!(
             unreachable
@@ -675,11 +461,15 @@ mod tests {
             "{unreachable}"
         );
         assert_eq!(
-            peer(rpc(RpcError::DeadlineExceeded)).exit(),
+            peer(lib(client::Error::TimedOut {
+                endpoint: local(),
+                after: Duration::from_secs(1),
+            }))
+            .exit(),
             Exit::Unreachable
         );
         assert_eq!(
-            peer(Error::Kv(KvError::Unsupported("digest".into()))).exit(),
+            peer(Error::from(KvError::Unsupported("digest".into()))).exit(),
             Exit::Usage
         );
         let differ = Error::VerifyMismatch {
@@ -690,7 +480,7 @@ mod tests {
         let gave_up = Error::VerifyGaveUp {
             shard: 2,
             after: Duration::from_secs(30),
-            last: Box::new(peer(Error::Kv(KvError::SequenceUnavailable {
+            last: Box::new(peer(Error::from(KvError::SequenceUnavailable {
                 shard: 2,
                 current: 11,
                 requested: 10,
@@ -712,11 +502,13 @@ mod tests {
         assert_eq!(Exit::NotFound.code(), 1);
         assert_eq!(Exit::Usage.code(), 2);
         assert_eq!(Exit::Unreachable.code(), 3);
+        assert_eq!(Exit::OutcomeUnknown.code(), 4);
         for exit in [
             Exit::Success,
             Exit::NotFound,
             Exit::Usage,
             Exit::Unreachable,
+            Exit::OutcomeUnknown,
         ] {
             let line = format!("\n  {}  ", exit.code());
             assert!(
@@ -724,26 +516,46 @@ mod tests {
                 "help lacks exit code {exit:?}"
             );
         }
+        assert!(EXIT_CODES_HELP.contains("outcome of a write is unknown"));
     }
 
     #[test]
     fn messages_name_the_endpoint_and_the_fix() {
-        let e = Error::Unreachable {
+        let e = lib(client::Error::Unreachable {
             endpoint: local(),
             cause: "Connection refused (os error 111)".into(),
-        };
+        });
         assert_eq!(
             e.to_string(),
             "cannot reach the node at localhost:3000: Connection refused (os error 111); \
              is kvd running there? (-e/--endpoint, KVCTL_ENDPOINT)"
         );
-        let e = Error::from_rpc(
-            &local(),
-            Duration::from_millis(2500),
-            RpcError::DeadlineExceeded,
+        let e = lib(client::Error::TimedOut {
+            endpoint: local(),
+            after: Duration::from_millis(2500),
+        });
+        assert_eq!(
+            e.to_string(),
+            "no answer from the node at localhost:3000: timed out after 2.5s; is kvd running \
+             there? (-e/--endpoint, KVCTL_ENDPOINT; raise --timeout for slow requests)"
         );
-        assert!(e.to_string().contains("timed out after 2.5s"), "{e}");
-        assert!(e.to_string().contains("localhost:3000"), "{e}");
+        let e = lib(client::Error::OutcomeUnknown {
+            endpoint: local(),
+            request: "put",
+            cause: Lost::ConnectionBroke("connection reset".into()),
+        });
+        assert_eq!(
+            e.to_string(),
+            "the outcome of the put sent to the node at localhost:3000 is unknown: the \
+             connection broke after it was sent (connection reset); it may or may not have been \
+             applied, so check before retrying (kvctl get KEY)"
+        );
+        let e = lib(client::Error::OutcomeUnknown {
+            endpoint: local(),
+            request: "failover",
+            cause: Lost::NoAnswer(Duration::from_secs(20)),
+        });
+        assert!(e.to_string().ends_with("(kvctl status)"), "{e}");
         assert_eq!(
             Error::KeyNotFound(b"user:1".to_vec()).to_string(),
             "key not found: user:1"
@@ -752,30 +564,35 @@ mod tests {
             Error::KeyNotFound(vec![0xff]).to_string(),
             "key not found: 0xff"
         );
-        let e = Error::ValueOverFrameLimit { len: 20_000_000 };
+        let e = lib(client::Error::ValueOverFrameLimit { len: 20_000_000 });
         assert!(e.to_string().contains("20000000 bytes"), "{e}");
         assert!(e.to_string().contains("kvd --max-value-bytes"), "{e}");
         assert!(Error::Output(io_err(io::ErrorKind::BrokenPipe, "x")).is_broken_pipe());
     }
 
+    fn client_of(endpoints: &[&Endpoint], timeout: Duration) -> Client {
+        Client::builder(endpoints.iter().map(|e| (*e).clone()))
+            .timeout(timeout)
+            .build()
+            .expect("client")
+    }
+
     #[tokio::test]
     async fn refused_connection_is_unreachable() {
-        // Bind then drop a listener so the port is (almost certainly) closed.
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            l.local_addr().expect("addr").port()
-        };
-        let endpoint = Endpoint {
-            host: "127.0.0.1".into(),
-            port,
-        };
-        let Err(e) = Node::connect(&endpoint, Duration::from_secs(5)).await else {
-            panic!("connected to a closed port");
-        };
+        let endpoint = testing::closed_endpoint();
+        let e = Error::from(
+            client_of(&[&endpoint], Duration::from_secs(5))
+                .get(b"k")
+                .await
+                .expect_err("connected to a closed port"),
+        );
         assert_eq!(e.exit(), Exit::Unreachable);
         assert!(
-            e.to_string()
-                .starts_with(&format!("cannot reach the node at 127.0.0.1:{port}: "))
+            e.to_string().starts_with(&format!(
+                "cannot reach the node at 127.0.0.1:{}: ",
+                endpoint.port
+            )),
+            "{e}"
         );
     }
 
@@ -786,29 +603,33 @@ mod tests {
             ..Fake::default()
         })
         .await;
-        let node = Node::connect(&node, Duration::from_millis(200))
-            .await
-            .expect("connect");
-        let e = node.get(b"k").await.expect_err("times out");
-        assert!(matches!(e, Error::TimedOut { .. }), "{e:?}");
+        let e = Error::from(
+            client_of(&[&node], Duration::from_millis(200))
+                .get(b"k")
+                .await
+                .expect_err("times out"),
+        );
+        assert!(
+            matches!(e, Error::Client(client::Error::TimedOut { .. })),
+            "{e:?}"
+        );
         assert!(e.to_string().contains("timed out after 0.2s"), "{e}");
         assert_eq!(e.exit(), Exit::Unreachable);
     }
 
     #[tokio::test]
-    async fn a_value_over_the_frame_limit_is_explained() {
-        let node = serve(Fake::default()).await;
-        let node = Node::connect(&node, Duration::from_secs(30))
-            .await
-            .expect("connect");
-        let len = FRAME_SAFE_VALUE_BYTES + 128 * 1024;
-        let req = PutRequest::new(b"big".to_vec(), vec![7u8; len]);
-        let e = node.put(req).await.expect_err("frame too large");
-        assert!(
-            matches!(e, Error::ValueOverFrameLimit { len: l } if l == len),
-            "{e:?}"
+    async fn a_write_whose_answer_is_lost_exits_4() {
+        let fake = Fake::default();
+        fake.live.hang_up_on_writes(1);
+        let node = serve(fake).await;
+        let e = Error::from(
+            client_of(&[&node], Duration::from_secs(5))
+                .put(PutRequest::new("k", "v"))
+                .await
+                .expect_err("lost"),
         );
-        assert_eq!(e.exit(), Exit::Usage);
+        assert_eq!(e.exit(), Exit::OutcomeUnknown);
+        assert!(e.to_string().contains("is unknown"), "{e}");
     }
 
     #[tokio::test]
@@ -819,26 +640,21 @@ mod tests {
             ..Fake::default()
         })
         .await;
-        let node = Node::connect(&replica, Duration::from_secs(5))
-            .await
-            .expect("connect");
-        let req = PutRequest::new(b"k".to_vec(), b"v".to_vec());
-        let version = follow_master(&node, async |n| n.put(req.clone()).await)
-            .await
-            .expect("put");
-        assert_eq!(version, testing::MASTER_VERSION);
-        let deleted = follow_master(&node, async |n| n.delete(b"k").await)
-            .await
-            .expect("delete");
-        assert_eq!(deleted, Some(testing::MASTER_VERSION));
+        let c = client_of(&[&replica], Duration::from_secs(5));
+        let version = c.put(PutRequest::new("k", "v")).await.expect("put");
+        assert_eq!(version, MASTER_VERSION);
+        let deleted = c.delete(b"k").await.expect("delete");
+        assert_eq!(deleted, Some(MASTER_VERSION));
         // Reads are served by the replica itself.
-        assert_eq!(node.get(b"k").await.expect("get"), None);
+        assert_eq!(c.get(b"k").await.expect("get"), None);
     }
 
     #[tokio::test]
-    async fn a_master_that_points_elsewhere_is_not_followed_twice() {
+    async fn a_replica_whose_master_is_nowhere_gives_no_master_in_time() {
+        // A replica naming another replica, which names a port nothing listens on.
+        let gone = testing::closed_endpoint();
         let loop_to = serve(Fake {
-            master: Some("127.0.0.1:1".into()),
+            master: Some(gone.to_string()),
             ..Fake::default()
         })
         .await;
@@ -847,29 +663,45 @@ mod tests {
             ..Fake::default()
         })
         .await;
-        let node = Node::connect(&replica, Duration::from_secs(5))
-            .await
-            .expect("connect");
-        let e = follow_master(&node, async |n| n.delete(b"k").await)
-            .await
-            .expect_err("refused");
-        assert!(matches!(e, Error::Kv(KvError::NotMaster { .. })), "{e:?}");
-        assert_eq!(e.exit(), Exit::Usage);
+        let e = Error::from(
+            client_of(&[&replica], Duration::from_millis(300))
+                .delete(b"k")
+                .await
+                .expect_err("no master"),
+        );
+        assert!(
+            matches!(e, Error::Client(client::Error::NoMaster { .. })),
+            "{e:?}"
+        );
+        assert_eq!(e.exit(), Exit::Unreachable);
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("cannot reach the node at {gone}")),
+            "{msg}"
+        );
+        assert!(msg.ends_with("kvctl promote)"), "{msg}");
     }
 
     #[tokio::test]
-    async fn unusable_master_address_is_reported() {
+    async fn an_unusable_master_address_is_reported() {
         let replica = serve(Fake {
             master: Some("https://m:1".into()),
             ..Fake::default()
         })
         .await;
-        let node = Node::connect(&replica, Duration::from_secs(5))
-            .await
-            .expect("connect");
-        let e = follow_master(&node, async |n| n.delete(b"k").await)
-            .await
-            .expect_err("refused");
-        assert!(matches!(e, Error::BadMasterAddress { .. }), "{e:?}");
+        let e = Error::from(
+            client_of(&[&replica], Duration::from_millis(300))
+                .delete(b"k")
+                .await
+                .expect_err("refused"),
+        );
+        assert!(
+            matches!(e, Error::Client(client::Error::NoMaster { .. })),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().contains("gave the address \"https://m:1\""),
+            "{e}"
+        );
     }
 }

@@ -214,6 +214,26 @@ pub fn now_unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// A time for people, in UTC to the second: `2023-11-14 22:13:20 UTC`.
+#[must_use]
+pub fn utc(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (hour, minute, second) = (rest / 3600, rest % 3600 / 60, rest % 60);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's `civil_from_days`), in
+    // unsigned arithmetic: the epoch is shifted to 0000-03-01, so nothing is negative.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02} UTC")
+}
+
 /// Fractional seconds with one decimal, as measured by a node: `0.0s`, `12.3s`.
 #[must_use]
 pub fn tenths(secs: f64) -> String {
@@ -391,6 +411,14 @@ mod tests {
         assert_eq!(ago(1_000, 13_999), "12s ago");
         assert_eq!(ago(100_000, 40_000), "0s ago");
         assert_eq!(ago(0, 61_000), "1m 1s ago");
+    }
+
+    #[test]
+    fn times_in_utc() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_700_000_000_999), "2023-11-14 22:13:20 UTC");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(4_107_542_400_000), "2100-03-01 00:00:00 UTC");
     }
 
     #[test]

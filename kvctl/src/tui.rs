@@ -54,6 +54,8 @@ use ratatui::{
 };
 use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt as _, util::SubscriberInitExt as _};
 
+use shared::client::Client;
+
 use crate::{cli::Global, client::Error};
 
 mod app;
@@ -205,11 +207,20 @@ pub async fn run(args: Args, global: &Global) -> Result<(), Error> {
     }
     let log_file = args.log_file.clone().unwrap_or_else(default_log_file);
     let log_problem = init_logging(&log_file).err();
-    tracing::info!(endpoint = %global.endpoint, refresh = ?args.refresh, read_only = args.read_only, "kvctl tui starting");
+    let endpoints = global.endpoint_list();
+    tracing::info!(%endpoints, refresh = ?args.refresh, read_only = args.read_only, "kvctl tui starting");
 
     let timeout = global.timeout.min(MAX_REQUEST_WAIT);
+    let client = Client::builder(global.endpoints.iter().cloned())
+        .timeout(timeout)
+        .build()?;
     let mut app = app::App::new(app::Config {
-        endpoint: format!("http://{}", global.endpoint),
+        endpoint: global
+            .endpoints
+            .iter()
+            .map(|e| format!("http://{e}"))
+            .collect::<Vec<_>>()
+            .join(","),
         refresh: args.refresh,
         read_only: args.read_only,
         log_file: log_file.display().to_string(),
@@ -234,7 +245,7 @@ pub async fn run(args: Args, global: &Global) -> Result<(), Error> {
     let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout())).map_err(Error::Output)?;
 
     let mut events = event::Events::start(args.refresh);
-    let worker = worker::Worker::new(global.endpoint.clone(), timeout, events.sender());
+    let worker = worker::Worker::new(client, events.sender());
     // The worker's tasks are local to this thread (see `Worker::run`).
     let result = tokio::task::LocalSet::new()
         .run_until(event_loop(&mut terminal, &mut app, &mut events, &worker))

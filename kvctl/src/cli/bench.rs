@@ -1,15 +1,23 @@
-//! `kvctl bench`: a bounded load against one node, in the spirit of `redis-benchmark` and etcd's
-//! `benchmark`, reporting throughput, latency percentiles and errors by kind.
+//! `kvctl bench`: a bounded load against the cluster, in the spirit of `redis-benchmark` and
+//! etcd's `benchmark`, reporting throughput, latency percentiles and errors by kind.
 //!
 //! ```text
-//!  flags ──► Args::plan (bounds, defaults) ──► status of the node: role, value limit
-//!     a replica takes gets only: a run with puts or --prefill is refused, naming the master
+//!  flags ──► Args::plan (bounds, defaults) ──► the node to load, and its role and value limit:
+//!     with puts or --prefill: the master, which must be one of the endpoints (-e); pointed at
+//!       replicas only, the run is refused, naming the master
+//!     gets only: the first endpoint that answers (a replica, say)
 //!  load runtime (--threads workers, apart from kvctl's own runtime):
-//!     --connections tarpc clients (TCP_NODELAY, multiplexed)
+//!     one client library Client: --connections connections to the node (TCP_NODELAY,
+//!       multiplexed), opened before the run
 //!     --prefill: every key once, with mput calls          ─┐ counters ──► progress bar on
 //!     measured run: --clients × --pipeline loops (load.rs) ─┘              stderr (a terminal,
 //!  histograms merged ──► Report (report.rs) ──► text or JSON on stdout        text output only)
 //! ```
+//!
+//! The calls go through the client library, so a run with puts follows the master across a
+//! switchover (`kvctl failover` during a bench): the writes that waited show in the latency
+//! percentiles, which is how the pause is measured under load. Gets of a run with puts are
+//! read from the master too, so one run measures one node.
 //!
 //! Keys are `key:` and 12 digits (16 bytes), drawn uniformly from `--keyspace` keys; values are
 //! `--value-size` bytes of `x`; so the keys and values are those of `redis-benchmark -r N -d N`.
@@ -21,7 +29,8 @@
 //! A run stops by itself: after `--requests` calls, after `--duration` (10 s when neither is
 //! given; at most an hour either way), when every connection is lost, or on Ctrl-C (the report
 //! covers what ran). Exit code: 0 once the report is printed, even with some failed calls (they
-//! are in the report); 3 when every connection was lost; 2 when no call succeeded at all.
+//! are in the report); 3 when no node could be reached any more; 2 when no call succeeded at
+//! all.
 //!
 //! # JSON output (`-o json`)
 //!
@@ -57,8 +66,10 @@
 //! - `ops` counts successful calls (a `--batch` call is one op); `keys` is `ops × batch`.
 //! - `latency_us` covers every successful call; `put` and `get` each cover theirs (empty: zeros).
 //! - `errors.by_kind` counts failed calls by kind: the node's `KvError` variant in snake case
-//!   (`not_master`, `value_too_large`, `acks_timeout`, `shutting_down`, …) or a transport failure:
-//!   `rpc_timeout` (no answer within `--timeout`), `rpc_connection_lost`, `rpc_aborted`.
+//!   (`not_master`, `value_too_large`, `acks_timeout`, `shutting_down`, …) or the client's:
+//!   `outcome_unknown` (a write sent that got no answer), `rpc_timeout` (a read with no answer
+//!   within `--timeout`), `rpc_connection_lost`, `rpc_aborted`, `no_master` (none took writes
+//!   within `--timeout`, as during a failover), `unreachable`.
 
 mod args;
 mod load;
@@ -71,17 +82,21 @@ use std::{
 };
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use shared::{KvClient, Role, addr::Endpoint};
+use shared::{
+    NodeStatus, Role,
+    addr::Endpoint,
+    client::{self, Client, ReadFrom},
+};
 
 pub use args::Args;
 
 use crate::{
     cli::Global,
     client::Error,
-    output::{Format, seconds, write_json},
+    output::{Format, write_json},
 };
 use args::Plan;
-use load::{Measured, Phase, PrefillError, Progress, StopReason};
+use load::{Measured, Phase, Progress, StopReason};
 use report::{Inputs, NodeInfo, Report};
 
 /// How often the progress bar is redrawn.
@@ -95,22 +110,8 @@ const TICK: Duration = Duration::from_millis(100);
 /// no call succeeded.
 pub async fn run(args: Args, global: &Global, out: &mut impl Write) -> Result<(), Error> {
     let plan = Arc::new(args.plan().map_err(Error::Usage)?);
-    let node = global.connect().await?;
-    let status = node.status().await?;
-    drop(node);
     let writes = plan.ratio.has_puts() || plan.prefill;
-    if status.role == Role::Replica && writes {
-        let master = status.master_link.as_ref().map_or_else(
-            || "its master".to_string(),
-            |l| format!("the master at {}", l.master),
-        );
-        return Err(Error::Usage(format!(
-            "the node at {} is a replica and takes no writes: run a bench with puts or --prefill \
-             against {master}, or read from the replica with --ratio 0:1 (after a prefill on the \
-             master)",
-            global.endpoint
-        )));
-    }
+    let (target, status) = target(&global.client()?, writes).await?;
     let value_size = u64::try_from(plan.value_size).unwrap_or(u64::MAX);
     if writes && value_size > status.max_value_bytes {
         return Err(Error::Usage(format!(
@@ -124,14 +125,14 @@ pub async fn run(args: Args, global: &Global, out: &mut impl Write) -> Result<()
         version: status.version.clone(),
     };
     let show = global.output == Format::Text && std::io::stderr().is_terminal();
-    let (measured, prefill) = run_load(Arc::clone(&plan), global, show).await?;
+    let (measured, prefill) = run_load(Arc::clone(&plan), global, &target, show).await?;
     let Measured {
         recorder,
         elapsed,
         stop,
     } = measured;
     let report = Report::new(&Inputs {
-        endpoint: global.endpoint.to_string(),
+        endpoint: target.to_string(),
         node: info,
         plan: &plan,
         prefill: prefill.map(|took| (plan.keyspace, took)),
@@ -146,12 +147,12 @@ pub async fn run(args: Args, global: &Global, out: &mut impl Write) -> Result<()
     }
     .map_err(Error::Output)?;
     if stop == StopReason::ConnectionLost {
-        return Err(Error::ConnectionLost {
-            endpoint: global.endpoint.clone(),
-            cause: "every connection of the bench was lost (the report covers the calls made \
-                    before)"
+        return Err(Error::Client(client::Error::ConnectionLost {
+            endpoint: target,
+            cause: "no node could be reached any more, so every client of the bench stopped \
+                    (the report covers the calls made before)"
                 .to_string(),
-        });
+        }));
     }
     if recorder.ops() == 0 && recorder.error_total() > 0 {
         let kinds: Vec<&str> = recorder.errors.keys().map(String::as_str).collect();
@@ -164,12 +165,53 @@ pub async fn run(args: Args, global: &Global, out: &mut impl Write) -> Result<()
     Ok(())
 }
 
+/// The node a run loads, and its status: for a run that writes, the master, which must be one
+/// of the endpoints; else the first endpoint that answers.
+///
+/// # Errors
+/// No endpoint answers; a run that writes names no master, or only replicas of one.
+async fn target(client: &Client, writes: bool) -> Result<(Endpoint, NodeStatus), Error> {
+    if !writes {
+        return Ok(client
+            .read(|n| async move { n.status().await.map(|s| (n.endpoint().clone(), s)) })
+            .await?);
+    }
+    let found = client.discover().await;
+    let (first, first_status) = found.first_answer()?;
+    if let Some((at, status)) = found.writable_master()
+        && client.endpoints().contains(at)
+    {
+        return Ok((at.clone(), status.clone()));
+    }
+    if first_status.role == Role::Replica {
+        let master = found
+            .master()
+            .map(|(at, _)| at.to_string())
+            .or_else(|| first_status.master.as_ref().map(|m| m.address.clone()))
+            .or_else(|| first_status.master_link.as_ref().map(|l| l.master.clone()))
+            .map_or_else(
+                || "its master".to_string(),
+                |m| format!("the master at {m}"),
+            );
+        return Err(Error::Usage(format!(
+            "the node at {first} is a replica and takes no writes: run a bench with puts or \
+             --prefill against {master} (give it with -e), or read from the replica with \
+             --ratio 0:1 (after a prefill on the master)"
+        )));
+    }
+    Err(Error::Usage(format!(
+        "no endpoint takes writes now, so a bench with puts or --prefill cannot start: {}",
+        found.describe().join("; ")
+    )))
+}
+
 /// Runs the connections, the prefill and the measured load on a runtime of their own (so
 /// `--threads` can differ from kvctl's single-threaded runtime), while this task draws the
 /// progress bar and watches for Ctrl-C.
 async fn run_load(
     plan: Arc<Plan>,
     global: &Global,
+    target: &Endpoint,
     show: bool,
 ) -> Result<(Measured, Option<Duration>), Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -181,7 +223,8 @@ async fn run_load(
     let progress = Arc::new(Progress::default());
     let mut task = runtime.spawn(load(
         Arc::clone(&plan),
-        global.endpoint.clone(),
+        global.endpoints.clone(),
+        target.clone(),
         global.timeout,
         Arc::clone(&progress),
     ));
@@ -204,57 +247,43 @@ async fn run_load(
     result.map_err(|e| Error::Usage(format!("the load failed: {e}")))?
 }
 
-/// Connects, prefills if asked, and measures.
+/// Connects, prefills if asked, and measures. Runs on the load runtime, so the connections'
+/// tasks run on its threads.
 async fn load(
     plan: Arc<Plan>,
-    endpoint: Endpoint,
+    endpoints: Vec<Endpoint>,
+    target: Endpoint,
     timeout: Duration,
     progress: Arc<Progress>,
 ) -> Result<(Measured, Option<Duration>), Error> {
-    let clients = connect_all(&endpoint, plan.connections, timeout).await?;
+    let writes = plan.ratio.has_puts() || plan.prefill;
+    let client = Client::builder(endpoints)
+        .timeout(timeout)
+        .connections_per_node(usize::try_from(plan.connections).unwrap_or(1))
+        // One run measures one node: with puts, the master takes the gets too.
+        .read_from(if writes {
+            ReadFrom::Master
+        } else {
+            ReadFrom::Endpoints
+        })
+        .build()?;
+    // Every connection opened before the clock starts.
+    for _ in 0..plan.connections {
+        if writes {
+            client.master().await?;
+        } else {
+            client.node(&target).await?;
+        }
+    }
     let prefill = if plan.prefill {
-        let took = load::prefill(&plan, &clients, &progress, timeout)
-            .await
-            .map_err(|e| match e {
-                PrefillError::Kv(e) => Error::Kv(e),
-                PrefillError::Rpc(e) => Error::from_rpc(&endpoint, timeout, e),
-                PrefillError::Task(e) => Error::Usage(format!("the prefill failed: {e}")),
-            })?;
-        Some(took)
+        Some(load::prefill(&plan, &client, &progress).await?)
     } else {
         None
     };
-    let measured = load::measure(plan, &clients, progress, timeout)
+    let measured = load::measure(plan, &client, progress)
         .await
         .map_err(Error::Usage)?;
     Ok((measured, prefill))
-}
-
-/// Opens `n` connections, each within `timeout`.
-async fn connect_all(
-    endpoint: &Endpoint,
-    n: u32,
-    timeout: Duration,
-) -> Result<Vec<KvClient>, Error> {
-    let mut clients = Vec::new();
-    for _ in 0..n {
-        match tokio::time::timeout(timeout, shared::transport::connect(endpoint)).await {
-            Ok(Ok(client)) => clients.push(client),
-            Ok(Err(e)) => {
-                return Err(Error::Unreachable {
-                    endpoint: endpoint.clone(),
-                    cause: e.to_string(),
-                });
-            }
-            Err(_) => {
-                return Err(Error::Unreachable {
-                    endpoint: endpoint.clone(),
-                    cause: format!("timed out after {}", seconds(timeout)),
-                });
-            }
-        }
-    }
-    Ok(clients)
 }
 
 /// The progress bar on stderr, or nothing.
@@ -377,11 +406,16 @@ mod tests {
         (result, String::from_utf8(out).expect("utf-8"))
     }
 
+    /// A replica whose master is nowhere: benches with writes have no master to go to.
     fn replica() -> Fake {
         Fake {
-            master: Some("localhost:3000".into()),
+            master: Some(closed().to_string()),
             ..Fake::default()
         }
+    }
+
+    fn closed() -> Endpoint {
+        crate::client::testing::closed_endpoint()
     }
 
     #[tokio::test]
@@ -455,11 +489,73 @@ mod tests {
                 "{e}"
             );
             assert!(
-                e.to_string().contains("the master at localhost:3000"),
+                e.to_string().contains("against the master at 127.0.0.1:"),
                 "{e}"
             );
             assert!(out.is_empty(), "nothing ran: {out}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_run_with_puts_loads_the_master_among_the_endpoints() {
+        let master = Fake::default();
+        let live = master.live.clone();
+        let master = serve(master).await;
+        let replica = serve(Fake {
+            master: Some(master.to_string()),
+            ..Fake::default()
+        })
+        .await;
+        let args = Wrap::try_parse_from(["bench", "--requests", "20", "--clients", "2"])
+            .expect("flags")
+            .args;
+        let mut out = Vec::new();
+        let g = crate::cli::testing::globals(vec![replica, master.clone()], Format::Json);
+        run(args, &g, &mut out).await.expect("bench");
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(v["endpoint"], master.to_string());
+        assert_eq!(v["node"]["role"], "master");
+        assert_eq!(v["put"]["ops"], 20);
+        assert_eq!(
+            live.writes.load(std::sync::atomic::Ordering::SeqCst),
+            20,
+            "every put went to the master"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_run_with_puts_follows_the_master_across_a_switchover() {
+        let a = Fake::default();
+        let a_live = a.live.clone();
+        let a_at = serve(a).await;
+        let b = Fake {
+            master: Some(a_at.to_string()),
+            node_id: "b".into(),
+            ..Fake::default()
+        };
+        let b_live = b.live.clone();
+        let b_at = serve(b).await;
+        // The switchover happens once a has taken 10 writes; the run does 40.
+        a_live.hand_over_after(10, &b_at, 2, b_live.clone());
+        let args = Wrap::try_parse_from(["bench", "--requests", "40", "--clients", "1"])
+            .expect("flags")
+            .args;
+        let mut out = Vec::new();
+        let g = crate::cli::testing::globals(vec![a_at, b_at], Format::Json);
+        run(args, &g, &mut out).await.expect("bench");
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(v["put"]["ops"], 40, "{v}");
+        assert_eq!(v["errors"]["total"], 0, "{v}");
+        let (on_a, on_b) = (
+            a_live.writes.load(std::sync::atomic::Ordering::SeqCst),
+            b_live.writes.load(std::sync::atomic::Ordering::SeqCst),
+        );
+        assert_eq!((on_a, on_b), (10, 30));
+        assert_eq!(
+            a_live.refused.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "refused once, then the client went to b"
+        );
     }
 
     #[tokio::test]

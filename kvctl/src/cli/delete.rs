@@ -1,4 +1,5 @@
-//! `kvctl delete KEY`: deletes a key, following a replica's redirect to its master once.
+//! `kvctl delete KEY`: deletes a key on the master (found among the endpoints and followed
+//! across a failover; a delete whose answer was lost exits 4, not retried).
 //!
 //! Prints `deleted <key> (version <seq>)`, where `seq` is the log sequence number of the delete;
 //! a key that was absent exits 1 with nothing on stdout.
@@ -7,7 +8,7 @@ use std::{ffi::OsString, io::Write};
 
 use crate::{
     cli::Global,
-    client::{Error, follow_master},
+    client::Error,
     output::{Format, KeyJson, display_bytes, write_json},
 };
 
@@ -24,8 +25,7 @@ pub struct Args {
 /// [`Error::KeyNotFound`] when the key was absent, else the node's or the transport's error.
 pub async fn run(args: Args, global: &Global, out: &mut impl Write) -> Result<(), Error> {
     let key = args.key.into_encoded_bytes();
-    let node = global.connect().await?;
-    let Some(version) = follow_master(&node, async |n| n.delete(&key).await).await? else {
+    let Some(version) = global.client()?.delete(&key).await? else {
         return Err(Error::KeyNotFound(key));
     };
     match global.output {

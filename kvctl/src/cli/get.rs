@@ -1,7 +1,8 @@
 //! `kvctl get KEY`: prints a key's value.
 //!
-//! Text output is the value's exact bytes, with a newline added only when stdout is a terminal
-//! (so `kvctl get k > file` round-trips binary values). JSON output is one object with the key,
+//! Read from the first endpoint that answers (a replica may lag behind the master). Text output
+//! is the value's exact bytes, with a newline added only when stdout is a terminal (so
+//! `kvctl get k > file` round-trips binary values). JSON output is one object with the key,
 //! the value and its version. A missing key prints nothing on stdout and exits 1.
 
 use std::{ffi::OsString, io::Write};
@@ -32,8 +33,7 @@ pub async fn run(
     terminal: bool,
 ) -> Result<(), Error> {
     let key = args.key.into_encoded_bytes();
-    let node = global.connect().await?;
-    let Some(found) = node.get(&key).await? else {
+    let Some(found) = global.client()?.get(&key).await? else {
         return Err(Error::KeyNotFound(key));
     };
     print(out, global.output, &key, &found, terminal).map_err(Error::Output)

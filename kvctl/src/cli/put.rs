@@ -2,7 +2,8 @@
 //!
 //! The value comes from the argument, from stdin (`-`) or from `--file`, and is sent as bytes.
 //! The value is read before connecting, so an unreadable file fails without touching the node.
-//! A write sent to a replica is retried once against the master it names.
+//! The write goes to the master (found among the endpoints, or named by them, and followed
+//! across a failover); if it was sent and no answer came, kvctl exits 4 without retrying it.
 //!
 //! `--acks K` asks the master to acknowledge only once K replicas have applied the write, waiting
 //! at most `--acks-timeout` (0 for either: the master's defaults). When they do not in time, the
@@ -21,7 +22,7 @@ use shared::{PutCondition, PutRequest};
 
 use crate::{
     cli::{Global, parse_timeout},
-    client::{Error, follow_master},
+    client::Error,
     output::{Format, KeyJson, write_json},
 };
 
@@ -126,8 +127,7 @@ async fn write(
         acks: args.acks,
         acks_timeout_ms,
     };
-    let node = global.connect().await?;
-    let version = follow_master(&node, async |n| n.put(req.clone()).await).await?;
+    let version = global.client()?.put(req).await?;
     match global.output {
         Format::Text => writeln!(out, "OK version {version}"),
         Format::Json => write_json(out, &KeyJson::key(&key, version)),

@@ -1,24 +1,47 @@
-//! `kvctl replicas`: every replica the master knows, with its link and its lag on each shard.
+//! `kvctl replicas`: every replica the master knows, with its link and its lag on each shard;
+//! `kvctl replicas forget NODE`: remove one from the membership for good.
 //!
-//! Asks the master's `cluster_status`; pointed at a replica, follows its redirect to the master
-//! once, as writes do. Text is one table row per replica and shard (or `no replicas have
-//! joined`); JSON is one array of [`ReplicaJson`], the same objects `kvctl status -o json` lists
-//! under `"replicas"` on a master.
+//! Both go to the master (found among the endpoints, or named by them). The master keeps its
+//! replicas across restarts and lists one that is down, with when it was last heard from,
+//! until it is forgotten. Text is one table row per replica and shard (or `no replicas have
+//! joined`), then a line per replica that is down; JSON is one array of [`ReplicaJson`], the
+//! same objects `kvctl status -o json` lists under `"replicas"` on a master. `forget` prints
+//! `forgot replica <node id> at <address>`, or in JSON the member removed:
+//! `{"node_id", "address"}`.
 
 use std::io::{self, Write};
 
 use serde::Serialize;
-use shared::{ReplicaShardLag, ReplicaStatus};
+use shared::{LinkState, ReplicaShardLag, ReplicaStatus, cluster::Member};
 
 use crate::{
     cli::Global,
-    client::{Error, on_master},
-    output::{Format, human_bytes, short_id, tenths, write_json, write_table},
+    client::Error,
+    output::{
+        Format, ago, human_bytes, now_unix_ms, short_id, tenths, utc, write_json, write_table,
+    },
 };
 
 /// Flags of `kvctl replicas`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Args {
+    /// Without one: list the replicas.
+    #[command(subcommand)]
+    pub command: Option<Sub>,
+}
+
+/// What `kvctl replicas` can do besides listing.
+#[derive(Debug, clap::Subcommand)]
+pub enum Sub {
+    /// Remove a replica from the master's membership for good: it is no longer listed (nor
+    /// alerted on as down) and no longer counts towards a majority. NODE is its node id, a
+    /// unique prefix of one, or its address. A replica that is still running rejoins.
+    Forget {
+        /// The replica: node id, unique prefix, or address (`host:port`).
+        node: String,
+    },
+}
 
 /// One replica as JSON, with stable `snake_case` names and the link as `"up"`/`"down"`.
 #[derive(Debug, Serialize)]
@@ -84,16 +107,36 @@ impl<'a> From<&'a ReplicaStatus> for ReplicaJson<'a> {
 /// # Errors
 /// The node's or the transport's error, or [`Error::BadMasterAddress`] when a replica names a
 /// master that does not parse.
-pub async fn run(_args: Args, global: &Global, out: &mut impl Write) -> Result<(), Error> {
-    let node = global.connect().await?;
-    let (_, cluster) = on_master(&node, async |n| n.cluster_status().await).await?;
-    print(out, global.output, &cluster.replicas).map_err(Error::Output)
+pub async fn run(args: Args, global: &Global, out: &mut impl Write) -> Result<(), Error> {
+    let client = global.client()?;
+    match args.command {
+        None => {
+            let cluster = client.cluster_status().await?;
+            print(out, global.output, &cluster.replicas, now_unix_ms()).map_err(Error::Output)
+        }
+        Some(Sub::Forget { node }) => {
+            let gone = client.forget(&node).await?;
+            print_forgotten(out, global.output, &gone).map_err(Error::Output)
+        }
+    }
 }
 
-/// Prints `replicas` as a table or a JSON array.
-fn print(out: &mut impl Write, format: Format, replicas: &[ReplicaStatus]) -> io::Result<()> {
+fn print_forgotten(out: &mut impl Write, format: Format, gone: &Member) -> io::Result<()> {
     match format {
-        Format::Text => print_text(out, replicas),
+        Format::Text => writeln!(out, "forgot replica {} at {}", gone.node_id, gone.address),
+        Format::Json => write_json(out, gone),
+    }
+}
+
+/// Prints `replicas` as a table or a JSON array; `now_unix_ms` turns "last seen" into an age.
+fn print(
+    out: &mut impl Write,
+    format: Format,
+    replicas: &[ReplicaStatus],
+    now_unix_ms: u64,
+) -> io::Result<()> {
+    match format {
+        Format::Text => print_text(out, replicas, now_unix_ms),
         Format::Json => write_json(
             out,
             &replicas.iter().map(ReplicaJson::from).collect::<Vec<_>>(),
@@ -101,7 +144,11 @@ fn print(out: &mut impl Write, format: Format, replicas: &[ReplicaStatus]) -> io
     }
 }
 
-fn print_text(out: &mut impl Write, replicas: &[ReplicaStatus]) -> io::Result<()> {
+fn print_text(
+    out: &mut impl Write,
+    replicas: &[ReplicaStatus],
+    now_unix_ms: u64,
+) -> io::Result<()> {
     if replicas.is_empty() {
         return writeln!(out, "no replicas have joined");
     }
@@ -146,13 +193,33 @@ fn print_text(out: &mut impl Write, replicas: &[ReplicaStatus]) -> io::Result<()
     let right = [
         false, false, false, true, true, true, true, true, true, true, true,
     ];
-    write_table(out, &rows, &right)
+    write_table(out, &rows, &right)?;
+    for r in replicas.iter().filter(|r| r.link == LinkState::Down) {
+        writeln!(out, "{}", down_line(r, now_unix_ms))?;
+    }
+    Ok(())
+}
+
+/// `replica 77aa0b12 at 10.0.0.3:3000 is down since 2023-11-14 22:13:20 UTC (5m 3s ago)`.
+fn down_line(r: &ReplicaStatus, now_unix_ms: u64) -> String {
+    let who = format!("replica {} at {}", short_id(&r.node_id), r.address);
+    match r.last_seen_unix_ms {
+        Some(seen) => format!(
+            "{who} is down since {} ({})",
+            utc(seen),
+            ago(seen, now_unix_ms)
+        ),
+        None => format!("{who} is down and has never been heard from"),
+    }
 }
 
 /// Hand-built replicas for the tests of `replicas`, `status` and `verify`.
 #[cfg(test)]
 pub mod testing {
     use shared::{LinkState, ReplicaShardLag, ReplicaStatus};
+
+    /// When every hand-built replica was last heard from: 2023-11-14 22:13:20 UTC.
+    pub const SEEN_UNIX_MS: u64 = 1_700_000_000_000;
 
     /// A replica at `address`, in sync on shard 0 and `behind` operations behind on shard 1.
     pub fn replica(node_id: &str, address: &str, link: LinkState, behind: u64) -> ReplicaStatus {
@@ -171,6 +238,7 @@ pub mod testing {
             address: address.to_string(),
             link,
             last_seen_secs: 0.25,
+            last_seen_unix_ms: Some(SEEN_UNIX_MS),
             shards: vec![lag(0, 12, 0), lag(1, 1502, behind)],
         }
     }
@@ -180,10 +248,16 @@ pub mod testing {
 mod tests {
     use shared::LinkState;
 
-    use super::{testing::replica, *};
+    use super::{
+        testing::{SEEN_UNIX_MS, replica},
+        *,
+    };
     use crate::{
         cli::testing::global,
-        client::testing::{Fake, serve},
+        client::{
+            Exit,
+            testing::{Fake, serve},
+        },
     };
 
     fn two() -> Vec<ReplicaStatus> {
@@ -200,7 +274,8 @@ mod tests {
 
     fn render(format: Format, replicas: &[ReplicaStatus]) -> String {
         let mut out = Vec::new();
-        print(&mut out, format, replicas).expect("print");
+        // 5 minutes and 3 seconds after the replicas were last seen.
+        print(&mut out, format, replicas, SEEN_UNIX_MS + 303_000).expect("print");
         String::from_utf8(out).expect("utf-8")
     }
 
@@ -214,9 +289,16 @@ replica        node id   link  shard  acked seq  master seq  ops behind  bytes b
 10.0.0.2:3000  3f2a9c1b  up        1       1502        1502           0           0 B        0.0s                1             0
 10.0.0.3:3000  77aa0b12  down      0         12          12           0           0 B        0.0s                0             0
 10.0.0.3:3000  77aa0b12  down      1       1497        1502           5       7.5 KiB       12.3s                1             0
+replica 77aa0b12 at 10.0.0.3:3000 is down since 2023-11-14 22:13:20 UTC (5m 3s ago)
 "
         );
         assert_eq!(render(Format::Text, &[]), "no replicas have joined\n");
+        let mut never = replica("r9", "10.0.0.9:3000", LinkState::Down, 0);
+        never.last_seen_unix_ms = None;
+        assert!(
+            render(Format::Text, &[never])
+                .ends_with("\nreplica r9 at 10.0.0.9:3000 is down and has never been heard from\n")
+        );
     }
 
     #[test]
@@ -256,11 +338,78 @@ replica        node id   link  shard  acked seq  master seq  ops behind  bytes b
         })
         .await;
         let mut out = Vec::new();
-        run(Args {}, &global(replica, Format::Json), &mut out)
-            .await
-            .expect("replicas");
+        run(
+            Args { command: None },
+            &global(replica, Format::Json),
+            &mut out,
+        )
+        .await
+        .expect("replicas");
         let json: serde_json::Value = serde_json::from_slice(&out).expect("json");
         assert_eq!(json.as_array().map(Vec::len), Some(2));
         assert_eq!(json[1]["link"], "down");
+    }
+
+    async fn forget(fake: Fake, node: &str, format: Format) -> (Result<(), Error>, String) {
+        let at = serve(fake).await;
+        let mut out = Vec::new();
+        let args = Args {
+            command: Some(Sub::Forget { node: node.into() }),
+        };
+        let result = run(args, &global(at, format), &mut out).await;
+        (result, String::from_utf8(out).expect("utf-8"))
+    }
+
+    #[tokio::test]
+    async fn forget_asks_the_master_and_names_the_replica_removed() {
+        let master = Fake {
+            replicas: two().into(),
+            ..Fake::default()
+        };
+        let live = master.live.clone();
+        let master = serve(master).await;
+        // Through a replica: `forget` goes to the master.
+        let replica = Fake {
+            master: Some(master.to_string()),
+            ..Fake::default()
+        };
+        let (result, out) = forget(replica.clone(), "77aa", Format::Text).await;
+        result.expect("forget");
+        assert_eq!(out, "forgot replica 77aa0b12ffee at 10.0.0.3:3000\n");
+        let (result, out) = forget(replica, "10.0.0.2:3000", Format::Json).await;
+        result.expect("forget");
+        let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "node_id": "3f2a9c1b-7d4e-4c1a-9a7e-0c1d2e3f4a5b",
+                "address": "10.0.0.2:3000",
+            })
+        );
+        let asked = live.forgotten.lock().expect("lock").clone();
+        assert_eq!(asked, ["77aa", "10.0.0.2:3000"]);
+    }
+
+    #[tokio::test]
+    async fn forget_of_an_unknown_or_ambiguous_node_exits_2_with_the_masters_message() {
+        let mut both = two();
+        both[1].node_id = "3f2a0000".into();
+        let fake = Fake {
+            replicas: both.into(),
+            ..Fake::default()
+        };
+        let (result, out) = forget(fake.clone(), "nope", Format::Text).await;
+        let e = result.expect_err("unknown");
+        assert_eq!(e.exit(), Exit::Usage);
+        assert!(
+            e.to_string()
+                .starts_with("\"nope\" is not a member of this cluster"),
+            "{e}"
+        );
+        assert!(out.is_empty());
+        let (result, _) = forget(fake, "3f2a", Format::Text).await;
+        let e = result.expect_err("ambiguous");
+        assert_eq!(e.exit(), Exit::Usage);
+        assert!(e.to_string().contains("matches several members"), "{e}");
     }
 }

@@ -1,14 +1,16 @@
 //! `kvctl scan [PREFIX]`: lists keys in order, following the node's pages.
 //!
-//! Pages are asked for with `start_after` set to the previous page's `next`, each of at most
-//! [`PAGE`] entries, until `--limit` keys are printed or the node says there are no more. Output
+//! The first page is read from the first endpoint that answers, and every later page from that
+//! same node, so one scan is one node's view. Pages are asked for with `start_after` set to the
+//! previous page's `next`, each of at most [`PAGE`] entries, until `--limit` keys are printed
+//! or the node says there are no more. Output
 //! is streamed page by page, so `--limit 0` on a large store does not hold it in memory:
 //! text is one `key<TAB>value` line per key, JSON one array of objects shaped like `get`'s.
 
 use std::{ffi::OsString, io::Write};
 
 use serde_bytes::ByteBuf;
-use shared::{Entry, ScanRequest};
+use shared::{Entry, ScanRequest, client::Node};
 
 use crate::{
     cli::Global,
@@ -92,7 +94,8 @@ pub async fn run(args: Args, global: &Global, out: &mut impl Write) -> Result<()
         .prefix
         .map(OsString::into_encoded_bytes)
         .unwrap_or_default();
-    let node = global.connect().await?;
+    let client = global.client()?;
+    let mut node: Option<Node> = None;
     let mut printer = Printer {
         out,
         format: global.output,
@@ -115,7 +118,19 @@ pub async fn run(args: Args, global: &Global, out: &mut impl Write) -> Result<()
             limit: u32::try_from(remaining).unwrap_or(PAGE).min(PAGE),
             keys_only: args.keys_only,
         };
-        let page = node.scan(req).await?;
+        let page = if let Some(n) = &node {
+            n.scan(req).await?
+        } else {
+            let (n, page) = client
+                .read(|n| {
+                    let req = req.clone();
+                    async move { n.scan(req).await.map(|page| (n, page)) }
+                })
+                .await?;
+            // The node that answered, without the first call's deadline.
+            node = Some(client.node(n.endpoint()).await?);
+            page
+        };
         for e in page
             .entries
             .iter()

@@ -1,5 +1,5 @@
-//! `kvctl shards`: one row per shard of the node — keys, size on disk, last sequence — and, on
-//! a master, each replica's position and lag on that shard.
+//! `kvctl shards`: one row per shard of the node (the first endpoint that answers) — keys, size
+//! on disk, last sequence — and, on a master, each replica's position and lag on that shard.
 //!
 //! JSON (`-o json`): an array, one object per shard:
 //! `{"shard", "keys", "last_seq", "disk_bytes", "resyncing", "replicas": [{"node_id",
@@ -48,12 +48,17 @@ struct ShardReplicaJson<'a> {
 /// # Errors
 /// When the node cannot be reached or answers with an error.
 pub async fn run(_args: Args, global: &Global, out: &mut impl Write) -> Result<(), Error> {
-    let node = global.connect().await?;
-    let status = node.status().await?;
-    let cluster = match status.role {
-        Role::Master => Some(node.cluster_status().await?),
-        Role::Replica => None,
-    };
+    let (status, cluster) = global
+        .client()?
+        .read(|node| async move {
+            let status = node.status().await?;
+            let cluster = match status.role {
+                Role::Master => Some(node.cluster_status().await?),
+                Role::Replica => None,
+            };
+            Ok((status, cluster))
+        })
+        .await?;
     print(out, global.output, &status, cluster.as_ref()).map_err(Error::Output)
 }
 
@@ -185,10 +190,17 @@ mod tests {
                     resyncing: false,
                     partial_resyncs: 0,
                     full_resyncs: 0,
+                    last_epoch: 1,
+                    master_seq: 20,
                 })
                 .collect(),
             master_link: None,
             reads: 0,
+            cluster_id: "c".into(),
+            epoch: 1,
+            master: None,
+            writable: true,
+            last_failover: None,
         }
     }
 
@@ -200,6 +212,7 @@ mod tests {
                 address: "127.0.0.1:3001".into(),
                 link: LinkState::Up,
                 last_seen_secs: 0.2,
+                last_seen_unix_ms: Some(1),
                 shards: (0..2)
                     .map(|shard| ReplicaShardLag {
                         shard,

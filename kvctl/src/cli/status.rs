@@ -1,7 +1,10 @@
 //! `kvctl status`: the node's role, version, limits and per-shard figures, and its place in the
-//! cluster.
+//! cluster: the cluster id, the epoch, and the last failover it took part in.
 //!
-//! - On a master, kvctl also asks `cluster_status` and shows the whole cluster: the master
+//! The node is the first endpoint that answers (`-e a,b,c`).
+//!
+//! - On a master, kvctl also asks `cluster_status` and shows whether it admits writes and the
+//!   whole cluster: the master
 //!   (keys and last sequence per shard) and every replica that joined (link, and per shard how
 //!   many operations it is behind). The node part then comes from that same answer, so the
 //!   master's sequences and the replicas' lags are one snapshot.
@@ -10,12 +13,16 @@
 //!
 //! The JSON shape is kvctl's own (see [`StatusJson`]), with stable `snake_case` names and roles,
 //! link states and sync policies as lower-case strings, so scripts do not depend on how `shared`
-//! happens to serialize its types.
+//! happens to serialize its types. (Its field set is pinned by the end-to-end tests; the epoch
+//! and failover fields are text-only for now.)
 
 use std::io::{self, Write};
 
 use serde::Serialize;
-use shared::{ClusterStatus, MasterLink, NodeStatus, ReplicaStatus, Role, ShardStatus};
+use shared::{
+    ClusterStatus, MasterLink, NodeStatus, ReplicaStatus, Role, ShardStatus,
+    cluster::{FailoverRecord, Member},
+};
 
 use crate::{
     cli::{Global, replicas::ReplicaJson},
@@ -110,6 +117,7 @@ impl<'a> From<&'a View> for StatusJson<'a> {
                          resyncing,
                          partial_resyncs,
                          full_resyncs,
+                         ..
                      }| ShardJson {
                         shard,
                         keys,
@@ -140,12 +148,16 @@ impl<'a> From<&'a View> for StatusJson<'a> {
 /// # Errors
 /// The node's or the transport's error.
 pub async fn run(_args: Args, global: &Global, out: &mut impl Write) -> Result<(), Error> {
-    let node = global.connect().await?;
-    let status = node.status().await?;
-    let view = match status.role {
-        Role::Master => View::Master(node.cluster_status().await?),
-        Role::Replica => View::Replica(status),
-    };
+    let view = global
+        .client()?
+        .read(|node| async move {
+            let status = node.status().await?;
+            Ok(match status.role {
+                Role::Master => View::Master(node.cluster_status().await?),
+                Role::Replica => View::Replica(status),
+            })
+        })
+        .await?;
     match global.output {
         Format::Text => print_text(out, &view, now_unix_ms()),
         Format::Json => write_json(out, &StatusJson::from(&view)),
@@ -159,6 +171,16 @@ fn print_text(out: &mut impl Write, view: &View, now_unix_ms: u64) -> io::Result
     writeln!(out, "node id   {}", s.node_id)?;
     writeln!(out, "role      {}", s.role.as_str())?;
     writeln!(out, "address   {}", s.address)?;
+    writeln!(out, "cluster   {}", s.cluster_id)?;
+    writeln!(out, "epoch     {}", s.epoch)?;
+    if s.role == Role::Master {
+        let writable = if s.writable {
+            "yes"
+        } else {
+            "no: writes are paused (a switchover) or it is stepping down"
+        };
+        writeln!(out, "writable  {writable}")?;
+    }
     writeln!(out, "version   {}", s.version)?;
     writeln!(out, "uptime    {}", human_uptime(s.uptime_secs))?;
     writeln!(out, "sync      {}", s.sync.as_str())?;
@@ -168,6 +190,9 @@ fn print_text(out: &mut impl Write, view: &View, now_unix_ms: u64) -> io::Result
         human_bytes(s.max_key_bytes),
         human_bytes(s.max_value_bytes)
     )?;
+    if let Some(f) = &s.last_failover {
+        writeln!(out, "failover  {}", failover_line(f, now_unix_ms))?;
+    }
     match view {
         View::Master(cluster) => {
             writeln!(out)?;
@@ -181,6 +206,29 @@ fn print_text(out: &mut impl Write, view: &View, now_unix_ms: u64) -> io::Result
             print_shards(out, &s.shards, true)
         }
     }
+}
+
+/// The last failover in one line: `epoch 2, switchover from a (h:1) to b (h:2) 5m 3s ago, took
+/// 120 ms: <reason>`.
+fn failover_line(f: &FailoverRecord, now_unix_ms: u64) -> String {
+    let node = |m: &Member| format!("{} ({})", short_id(&m.node_id), m.address);
+    let from = f
+        .from
+        .as_ref()
+        .map_or_else(String::new, |m| format!(" from {}", node(m)));
+    let reason = if f.reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", f.reason)
+    };
+    format!(
+        "epoch {}, {}{from} to {} {}, took {} ms{reason}",
+        f.epoch,
+        f.kind,
+        node(&f.to),
+        ago(f.at_unix_ms, now_unix_ms),
+        f.duration_ms
+    )
 }
 
 fn print_link(out: &mut impl Write, link: Option<&MasterLink>, now_unix_ms: u64) -> io::Result<()> {
@@ -214,6 +262,8 @@ fn print_shards(out: &mut impl Write, shards: &[ShardStatus], resyncs: bool) -> 
         resyncing: false,
         partial_resyncs: 0,
         full_resyncs: 0,
+        last_epoch: 0,
+        master_seq: 0,
     };
     let row = |sh: &ShardStatus, name: String, resyncing: &str| {
         let mut row = vec![
@@ -335,6 +385,9 @@ mod tests {
 node id   n1
 role      master
 address   localhost:3000
+cluster   c0ffee42-cluster
+epoch     1
+writable  yes
 version   0.1.0
 uptime    1h 2m 5s
 sync      always
@@ -417,7 +470,7 @@ replica  10.0.0.3:3000   77aa0b12  down   1: 5 behind; others in sync
         assert!(text.contains("\nmaster    10.0.0.1:3000\n"), "{text}");
         // The fake's link came up 12 s before it answered.
         assert!(text.contains("\nlink      up since 1"), "{text}");
-        assert!(!text.contains("cluster"), "{text}");
+        assert!(!text.contains("\ncluster\n"), "no cluster table: {text}");
 
         let json: serde_json::Value =
             serde_json::from_str(&status(replica_fake(), Format::Json).await).expect("json");
@@ -453,12 +506,37 @@ replica  10.0.0.3:3000   77aa0b12  down   1: 5 behind; others in sync
                 resyncing: true,
                 partial_resyncs: 2,
                 full_resyncs: 1,
+                last_epoch: 2,
+                master_seq: 12,
             }],
             master_link: Some(MasterLink {
                 master: "10.0.0.1:3000".into(),
                 state: LinkState::Down,
                 since_unix_ms: 1_000_000,
                 last_error: Some("connection refused".into()),
+                master_id: Some("m1".into()),
+            }),
+            cluster_id: "c1".into(),
+            epoch: 3,
+            master: Some(Member {
+                node_id: "m1".into(),
+                address: "10.0.0.1:3000".into(),
+            }),
+            writable: false,
+            last_failover: Some(FailoverRecord {
+                epoch: 3,
+                kind: "switchover".into(),
+                from: Some(Member {
+                    node_id: "3f2a9c1b-7d4e".into(),
+                    address: "10.0.0.2:3000".into(),
+                }),
+                to: Member {
+                    node_id: "m1".into(),
+                    address: "10.0.0.1:3000".into(),
+                },
+                at_unix_ms: 1_000_000,
+                duration_ms: 120,
+                reason: "kvctl failover".into(),
             }),
         };
         let render = |s: &NodeStatus| {
@@ -472,10 +550,13 @@ replica  10.0.0.3:3000   77aa0b12  down   1: 5 behind; others in sync
 node id   r1
 role      replica
 address   10.0.0.2:3000
+cluster   c1
+epoch     3
 version   0.1.0
 uptime    59s
 sync      none
 limits    keys up to 4 KiB, values up to 1 MiB
+failover  epoch 3, switchover from 3f2a9c1b (10.0.0.2:3000) to m1 (10.0.0.1:3000) 1m 12s ago, took 120 ms: kvctl failover
 master    10.0.0.1:3000
 link      down since 1m 12s ago, last error: connection refused
 
@@ -485,6 +566,40 @@ total     3         9  100 B                           2             1
 "
         );
         s.master_link = None;
-        assert!(render(&s).contains("\nmaster    unknown (no link reported)\n"));
+        s.last_failover = None;
+        let text = render(&s);
+        assert!(text.contains("\nmaster    unknown (no link reported)\n"));
+        assert!(!text.contains("failover"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_paused_master_says_it_takes_no_writes() {
+        let text = status(
+            Fake {
+                writable: false,
+                epoch: 4,
+                ..Fake::default()
+            },
+            Format::Text,
+        )
+        .await;
+        assert!(text.contains("\nepoch     4\n"), "{text}");
+        assert!(
+            text.contains(
+                "\nwritable  no: writes are paused (a switchover) or it is stepping down\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_first_endpoint_that_answers_is_shown() {
+        let gone = crate::client::testing::closed_endpoint();
+        let replica = serve(replica_fake()).await;
+        let g = crate::cli::testing::globals(vec![gone, replica], Format::Text);
+        let mut out = Vec::new();
+        run(Args {}, &g, &mut out).await.expect("status");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(text.contains("\nrole      replica\n"), "{text}");
     }
 }

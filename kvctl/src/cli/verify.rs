@@ -2,7 +2,7 @@
 //! by comparing digests taken at one sequence.
 //!
 //! ```text
-//!  cluster_status (master; a replica's redirect followed once) ──► replicas, by address
+//!  cluster_status (the master, found among the endpoints) ──► replicas, by address
 //!  for each shard:
 //!    ┌─► master.digest(shard, now)                       ──► seq S, keys, hash
 //!    │   every replica at once: digest(shard, at S, wait ≤ min(time left, 10s))
@@ -29,12 +29,16 @@ use std::{
 
 use futures::future::join_all;
 use serde::Serialize;
-use shared::{Digest, KvError, ReplicaStatus, addr::parse_endpoint};
+use shared::{
+    Digest, KvError, ReplicaStatus,
+    addr::parse_endpoint,
+    client::{Client, Node},
+};
 use tokio::time::Instant;
 
 use crate::{
     cli::{Global, parse_timeout},
-    client::{DEFAULT_PORT, Error, Node, on_master},
+    client::{DEFAULT_PORT, Error},
     output::{Format, short_hash, write_json},
 };
 
@@ -200,8 +204,12 @@ impl<'a> From<&'a Report> for ReportJson<'a> {
 /// [`Error::VerifyMismatch`] when some shard differs (after printing the result), else what
 /// stopped the comparison, naming the node.
 pub async fn run(args: Args, global: &Global, out: &mut impl Write) -> Result<(), Error> {
-    let node = global.connect().await?;
-    let (master, cluster) = on_master(&node, async |n| n.cluster_status().await).await?;
+    let client = global.client()?;
+    let (master, cluster) = client
+        .on_master(|n| async move { n.cluster_status().await.map(|c| (n, c)) })
+        .await?;
+    // The master's connection again, without that first call's deadline: digests take long.
+    let master = client.node(master.endpoint()).await?;
     if cluster.replicas.is_empty() {
         return match global.output {
             Format::Text => writeln!(out, "verify: no replicas to compare"),
@@ -215,7 +223,7 @@ pub async fn run(args: Args, global: &Global, out: &mut impl Write) -> Result<()
         }
         .map_err(Error::Output);
     }
-    let replicas = connect_all(&master, &cluster.replicas).await?;
+    let replicas = connect_all(&client, &cluster.replicas).await?;
     let label_width = label_width(&replicas);
     let mut report = Report {
         shards: Vec::with_capacity(cluster.master.shards.len()),
@@ -240,7 +248,7 @@ pub async fn run(args: Args, global: &Global, out: &mut impl Write) -> Result<()
 ///
 /// # Errors
 /// The first replica (in the master's order) that cannot be reached, named.
-async fn connect_all(master: &Node, listed: &[ReplicaStatus]) -> Result<Vec<Replica>, Error> {
+async fn connect_all(client: &Client, listed: &[ReplicaStatus]) -> Result<Vec<Replica>, Error> {
     let connects = listed.iter().map(async |r| {
         let endpoint = parse_endpoint(&r.address, DEFAULT_PORT).map_err(|source| {
             Error::BadReplicaAddress {
@@ -249,13 +257,10 @@ async fn connect_all(master: &Node, listed: &[ReplicaStatus]) -> Result<Vec<Repl
                 source,
             }
         })?;
-        let node = master
-            .connect_to(&endpoint)
-            .await
-            .map_err(|e| Error::Peer {
-                node: format!("replica {}", r.node_id),
-                source: Box::new(e),
-            })?;
+        let node = client.node(&endpoint).await.map_err(|e| Error::Peer {
+            node: format!("replica {}", r.node_id),
+            source: Box::new(e.into()),
+        })?;
         Ok(Replica {
             node_id: r.node_id.clone(),
             address: r.address.clone(),
@@ -283,7 +288,7 @@ async fn verify_shard(
             .await
             .map_err(|e| Error::Peer {
                 node: "master".to_string(),
-                source: Box::new(e),
+                source: Box::new(e.into()),
             })?;
         let wait = deadline
             .saturating_duration_since(Instant::now())
@@ -297,18 +302,21 @@ async fn verify_shard(
         let mut compared = Vec::with_capacity(replicas.len());
         let mut retry = None;
         for (r, answer) in replicas.iter().zip(answers) {
-            match answer.and_then(|d| at_seq(d, m.seq)) {
+            match answer.map_err(Error::from).and_then(|d| at_seq(d, m.seq)) {
                 Ok(d) => compared.push(ReplicaResult {
                     node_id: r.node_id.clone(),
                     address: r.address.clone(),
                     keys: d.keys,
                     hash: d.hash,
                 }),
-                Err(
-                    e @ Error::Kv(
-                        KvError::SequenceUnavailable { .. } | KvError::ShardUnavailable { .. },
-                    ),
-                ) => {
+                Err(e)
+                    if matches!(
+                        e.kv(),
+                        Some(
+                            KvError::SequenceUnavailable { .. } | KvError::ShardUnavailable { .. }
+                        )
+                    ) =>
+                {
                     retry = Some(Error::Peer {
                         node: r.name(),
                         source: Box::new(e),
@@ -348,7 +356,7 @@ fn at_seq(d: Digest, seq: u64) -> Result<Digest, Error> {
     if d.seq == seq {
         Ok(d)
     } else {
-        Err(Error::Kv(KvError::SequenceUnavailable {
+        Err(Error::from(KvError::SequenceUnavailable {
             shard: d.shard,
             current: d.seq,
             requested: seq,

@@ -31,7 +31,7 @@ use crate::{
 /// What the console needs from the command line.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The endpoint as kvctl takes it: `http://host:port`.
+    /// The endpoints as kvctl takes them: `http://host:port`, comma-separated.
     pub endpoint: String,
     /// The refresh period.
     pub refresh: Duration,
@@ -484,7 +484,7 @@ impl App {
                 if let Ok(status) = &result {
                     self.history.record_reads(self.now, &node_id, status.reads);
                 }
-                self.peers.insert(node_id, result);
+                self.peers.insert(node_id, result.map(|status| *status));
                 Vec::new()
             }
             Reply::Scanned { generation, result } => {

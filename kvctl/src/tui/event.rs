@@ -109,8 +109,9 @@ pub enum Reply {
     PeerStatus {
         /// The replica's node id.
         node_id: String,
-        /// Its status, or why it did not answer.
-        result: Result<NodeStatus, String>,
+        /// Its status (boxed: a status is large, most events are small), or why it did not
+        /// answer.
+        result: Result<Box<NodeStatus>, String>,
     },
     /// A page of the key browser.
     Scanned {

@@ -48,6 +48,8 @@ pub fn node(
                 resyncing: false,
                 partial_resyncs: 0,
                 full_resyncs: 0,
+                last_epoch: 1,
+                master_seq: last_seq,
             })
             .collect(),
         master_link: (role == Role::Replica).then(|| MasterLink {
@@ -55,7 +57,13 @@ pub fn node(
             state: LinkState::Up,
             since_unix_ms: 0,
             last_error: None,
+            master_id: None,
         }),
+        cluster_id: "c0ffee42-cluster".into(),
+        epoch: 1,
+        master: None,
+        writable: role == Role::Master,
+        last_failover: None,
     }
 }
 
@@ -78,6 +86,7 @@ pub fn cluster(master_seq: u64, replicas: &[(u64, u64)]) -> ClusterStatus {
                 address: format!("127.0.0.1:{}", 3001 + i),
                 link: LinkState::Up,
                 last_seen_secs: 0.1,
+                last_seen_unix_ms: None,
                 shards: (0..2)
                     .map(|shard| ReplicaShardLag {
                         shard,
@@ -142,6 +151,7 @@ pub fn cluster_at(i: u64) -> (Snapshot, Vec<NodeStatus>) {
             address: "127.0.0.1:3001".into(),
             link: LinkState::Up,
             last_seen_secs: 0.2,
+            last_seen_unix_ms: None,
             shards: vec![lag(0, s0, s0, 0, 1, 0), lag(1, s1, s1, 0, 1, 0)],
         },
         ReplicaStatus {
@@ -149,6 +159,7 @@ pub fn cluster_at(i: u64) -> (Snapshot, Vec<NodeStatus>) {
             address: "127.0.0.1:3002".into(),
             link: LinkState::Up,
             last_seen_secs: 0.4,
+            last_seen_unix_ms: None,
             shards: vec![
                 lag(0, s0 - behind, s0, behind, 0, 0),
                 lag(1, s1, s1, 0, 0, 1),
@@ -229,7 +240,7 @@ pub fn console(t0: Instant, refreshes: u64, read_only: bool) -> App {
             if let Command::PeerStatus { node_id, .. } = command {
                 let status = peers.iter().find(|p| p.node_id == node_id).cloned();
                 app.update(Event::Reply(Reply::PeerStatus {
-                    result: status.ok_or_else(|| "unknown".to_string()),
+                    result: status.map(Box::new).ok_or_else(|| "unknown".to_string()),
                     node_id,
                 }));
             }

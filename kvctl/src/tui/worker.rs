@@ -1,31 +1,36 @@
 //! Runs the console's RPC calls in spawned tasks and reports each answer as an event.
 //!
 //! ```text
-//!  Command ──► Worker::run ──spawn──► task: node() ─► call ─► Event::Reply ──► loop
+//!  Command ──► Worker::run ──spawn──► task: Client call ─► Event::Reply ──► loop
 //!                                        │
-//!                              connect if there is no connection;
-//!                              drop it when a call could not reach the node
+//!                          the client library keeps the connections: it opens them on
+//!                          first use, drops one that broke or went silent, and opens
+//!                          a new one on the next call
 //! ```
 //!
-//! The worker keeps one connection to the endpoint and one per peer (the master when the
-//! endpoint is a replica, and every replica, whose own status shows uptime, keys and disk). A
-//! call that fails to reach its node drops that connection, so the next tick connects again:
-//! that is the whole reconnection logic, and it needs no key press.
+//! Every call goes through one [`Client`] of the endpoints (`-e a,b,c`), so reconnection needs
+//! no logic here and no key press: the next tick's refresh connects again.
 //!
-//! Reads (status, scan, get) go to the endpoint; writes follow a replica's redirect to its
-//! master, as `kvctl put` and `kvctl delete` do.
+//! - A refresh is one discovery: every endpoint's status at once (the first that answers is
+//!   "the endpoint" the console shows), and the cluster as the master of the highest epoch
+//!   sees it, wherever it is now (it follows a failover by itself).
+//! - Reads (scan, get) go to the first endpoint that answers; writes to the master, as
+//!   `kvctl put` and `kvctl delete` do.
+//! - A replica's own status (uptime, keys, disk) is asked of it directly, at most
+//!   [`PEER_WAIT`], so a replica that does not answer never holds up the rest.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use serde_bytes::ByteBuf;
 use shared::{
-    ClusterStatus, NodeStatus, PutCondition, PutRequest, Role, ScanRequest,
-    addr::{Endpoint, parse_endpoint},
+    ClusterStatus, PutCondition, PutRequest, ScanRequest,
+    addr::parse_endpoint,
+    client::{Client, Node},
 };
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::mpsc;
 
 use crate::{
-    client::{DEFAULT_PORT, Error, Exit, Node, follow_master},
+    client::{DEFAULT_PORT, Error},
     tui::{
         app::{Command, WriteAction},
         browser::ScanPlan,
@@ -48,40 +53,23 @@ pub struct Worker {
 }
 
 struct Inner {
-    endpoint: Endpoint,
-    timeout: Duration,
+    /// The endpoints; each call takes at most the client's timeout.
+    client: Client,
     events: mpsc::UnboundedSender<Event>,
-    /// The endpoint's connection; a tokio mutex because it is held while connecting, so that
-    /// concurrent calls share one connection attempt.
-    node: Mutex<Option<Node>>,
-    /// Connections to other nodes, by advertised address.
-    peers: Mutex<HashMap<String, Node>>,
 }
 
 impl Worker {
-    /// A worker for `endpoint` that waits `timeout` for each connection and answer and reports
-    /// on `events`.
-    pub fn new(
-        endpoint: Endpoint,
-        timeout: Duration,
-        events: mpsc::UnboundedSender<Event>,
-    ) -> Self {
+    /// A worker that runs commands with `client` and reports on `events`.
+    pub fn new(client: Client, events: mpsc::UnboundedSender<Event>) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                endpoint,
-                timeout,
-                events,
-                node: Mutex::new(None),
-                peers: Mutex::new(HashMap::new()),
-            }),
+            inner: Arc::new(Inner { client, events }),
         }
     }
 
     /// Starts `command` in its own task; its answer arrives as an [`Event::Reply`].
     ///
     /// The task is local to the console's thread (kvctl runs a single-threaded runtime, and
-    /// the loop runs inside a `LocalSet`): the client's redirect helpers take async closures,
-    /// whose futures rustc cannot yet prove `Send` for every lifetime.
+    /// the loop runs inside a `LocalSet`).
     pub fn run(&self, command: Command) {
         let worker = self.clone();
         tokio::task::spawn_local(async move {
@@ -92,6 +80,7 @@ impl Worker {
     }
 
     async fn execute(&self, command: Command) -> Reply {
+        let client = &self.inner.client;
         match command {
             Command::Refresh => {
                 let result = self.refresh().await.map(Box::new).map_err(|e| {
@@ -104,22 +93,22 @@ impl Worker {
                 }
             }
             Command::PeerStatus { node_id, address } => {
-                let wait = self.inner.timeout.min(PEER_WAIT);
                 let result = self
-                    .peer_call(&address, wait, async |n| n.status().await)
+                    .peer_status(&address)
                     .await
+                    .map(Box::new)
                     .map_err(|e| e.to_string());
                 Reply::PeerStatus { node_id, result }
             }
             Command::Scan(plan) => Reply::Scanned {
                 generation: plan.generation,
-                result: self.scan(plan).await.map_err(Failure::from),
+                result: client
+                    .read(|n| scan_page(n, plan.clone()))
+                    .await
+                    .map_err(|e| Failure::from(Error::from(e))),
             },
             Command::Get { key, purpose } => {
-                let result = match self.node().await {
-                    Ok(node) => self.checked(node.get(&key).await).await,
-                    Err(e) => Err(e),
-                };
+                let result = client.get(&key).await.map_err(Error::from);
                 Reply::Fetched {
                     key,
                     purpose,
@@ -136,90 +125,41 @@ impl Worker {
         }
     }
 
-    /// The endpoint's connection, connecting if there is none.
-    async fn node(&self) -> Result<Node, Error> {
-        let mut guard = self.inner.node.lock().await;
-        if let Some(node) = guard.as_ref() {
-            return Ok(node.clone());
-        }
-        let node = Node::connect(&self.inner.endpoint, self.inner.timeout).await?;
-        tracing::debug!(endpoint = %self.inner.endpoint, "connected");
-        *guard = Some(node.clone());
-        Ok(node)
-    }
-
-    /// Passes `result` on; when it says the endpoint is unreachable, drops the connection so
-    /// the next call connects again.
-    async fn checked<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
-        if let Err(e) = &result
-            && e.exit() == Exit::Unreachable
-        {
-            self.inner.node.lock().await.take();
-        }
-        result
-    }
-
-    /// A connection to another node, by its advertised address.
-    async fn peer(&self, address: &str, timeout: Duration) -> Result<Node, Error> {
-        if let Some(node) = self.inner.peers.lock().await.get(address) {
-            return Ok(node.clone());
-        }
+    /// A node's own status, by its advertised address, within [`PEER_WAIT`].
+    async fn peer_status(&self, address: &str) -> Result<shared::NodeStatus, Error> {
+        let client = &self.inner.client;
         let endpoint =
             parse_endpoint(address, DEFAULT_PORT).map_err(|e| Error::Usage(e.to_string()))?;
-        let node = Node::connect(&endpoint, timeout).await?;
-        self.inner
-            .peers
-            .lock()
-            .await
-            .insert(address.to_string(), node.clone());
-        Ok(node)
-    }
-
-    async fn peer_call<T>(
-        &self,
-        address: &str,
-        timeout: Duration,
-        call: impl AsyncFnOnce(Node) -> Result<T, Error>,
-    ) -> Result<T, Error> {
-        let node = self.peer(address, timeout).await?;
-        let result = call(node).await;
-        if matches!(&result, Err(e) if e.exit() == Exit::Unreachable) {
-            self.inner.peers.lock().await.remove(address);
-        }
-        result
+        let wait = client.timeout().min(PEER_WAIT);
+        let node = client.node(&endpoint).await?;
+        Ok(node
+            .until(std::time::Instant::now() + wait)
+            .status()
+            .await?)
     }
 
     async fn refresh(&self) -> Result<Snapshot, Error> {
-        let node = self.node().await?;
-        let endpoint = self.checked(node.status().await).await?;
-        let cluster = match endpoint.role {
-            Role::Master => self.checked(node.cluster_status().await).await,
-            Role::Replica => self.master_cluster(&endpoint).await,
-        }
-        .map_err(|e| e.to_string());
+        let client = &self.inner.client;
+        let found = client.discover().await;
+        let (_, endpoint) = found.first_answer()?;
+        let endpoint = endpoint.clone();
+        let cluster = match found.master() {
+            Some((at, _)) => self.cluster_of(at).await.map_err(|e| e.to_string()),
+            None => Err(format!(
+                "no master answers: {}",
+                found.describe().join("; ")
+            )),
+        };
         Ok(Snapshot { endpoint, cluster })
     }
 
-    /// The cluster as the master a replica names sees it.
-    async fn master_cluster(&self, replica: &NodeStatus) -> Result<ClusterStatus, Error> {
-        let Some(link) = &replica.master_link else {
-            return Err(Error::Usage(
-                "the endpoint is a replica that reports no master".into(),
-            ));
-        };
-        self.peer_call(&link.master, self.inner.timeout, async |n| {
-            n.cluster_status().await
-        })
-        .await
-    }
-
-    async fn scan(&self, plan: ScanPlan) -> Result<KeyPage, Error> {
-        let node = self.node().await?;
-        self.checked(scan_page(node, plan).await).await
+    /// The cluster as the master at `at` sees it.
+    async fn cluster_of(&self, at: &shared::addr::Endpoint) -> Result<ClusterStatus, Error> {
+        Ok(self.inner.client.node(at).await?.cluster_status().await?)
     }
 
     async fn write(&self, action: &WriteAction) -> Result<Option<u64>, Error> {
-        let node = self.node().await?;
+        let client = &self.inner.client;
         let result = match action {
             WriteAction::Put {
                 key,
@@ -230,21 +170,17 @@ impl Worker {
                 if let Some(v) = if_version {
                     req.condition = PutCondition::IfVersion(*v);
                 }
-                follow_master(&node, async |n| n.put(req.clone()).await)
-                    .await
-                    .map(Some)
+                client.put(req).await.map(Some)
             }
-            WriteAction::Delete { key } => {
-                follow_master(&node, async |n| n.delete(key).await).await
-            }
+            WriteAction::Delete { key } => client.delete(key).await,
         };
-        self.checked(result).await
+        Ok(result?)
     }
 }
 
 /// Reads one page of keys for `plan`: one scan call, or with a shard filter as many as it
 /// takes to fill the page (at most [`MAX_SCANS_PER_PAGE`]), skipping other shards' keys.
-async fn scan_page(node: Node, plan: ScanPlan) -> Result<KeyPage, Error> {
+async fn scan_page(node: Node, plan: ScanPlan) -> Result<KeyPage, shared::client::Error> {
     let limit = usize::try_from(plan.limit).unwrap_or(usize::MAX);
     let mut rows = Vec::new();
     let mut cursor = plan.start_after.clone();
@@ -286,8 +222,17 @@ async fn scan_page(node: Node, plan: ScanPlan) -> Result<KeyPage, Error> {
 
 #[cfg(test)]
 mod tests {
+    use shared::Role;
+
     use super::*;
-    use crate::client::testing::{Fake, serve};
+    use crate::client::testing::{Fake, closed_endpoint, serve};
+
+    fn client(endpoints: Vec<shared::addr::Endpoint>) -> Client {
+        Client::builder(endpoints)
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("client")
+    }
 
     fn plan(shard: Option<(u32, u32)>, limit: u32, start_after: Option<&str>) -> ScanPlan {
         ScanPlan {
@@ -348,16 +293,8 @@ mod tests {
     }
 
     async fn failed_then_answered_refresh() {
-        let closed = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            l.local_addr().expect("addr").port()
-        };
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let endpoint = Endpoint {
-            host: "127.0.0.1".into(),
-            port: closed,
-        };
-        let worker = Worker::new(endpoint, Duration::from_secs(2), tx.clone());
+        let worker = Worker::new(client(vec![closed_endpoint()]), tx.clone());
         worker.run(Command::Refresh);
         match rx.recv().await {
             Some(Event::Reply(Reply::Refreshed { result: Err(f), .. })) => {
@@ -367,7 +304,7 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         let served = serve(Fake::default()).await;
-        let worker = Worker::new(served, Duration::from_secs(2), tx);
+        let worker = Worker::new(client(vec![served]), tx);
         worker.run(Command::Refresh);
         match rx.recv().await {
             Some(Event::Reply(Reply::Refreshed { result: Ok(s), .. })) => {
@@ -376,5 +313,26 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_replica_endpoint_shows_the_cluster_of_the_master_it_names() {
+        tokio::task::LocalSet::new()
+            .run_until(async {
+                let master = serve(Fake::master("m1")).await;
+                let replica = serve(Fake::replica("r1", &master)).await;
+                let (tx, mut rx) = mpsc::unbounded_channel();
+                let worker = Worker::new(client(vec![closed_endpoint(), replica]), tx);
+                worker.run(Command::Refresh);
+                match rx.recv().await {
+                    Some(Event::Reply(Reply::Refreshed { result: Ok(s), .. })) => {
+                        assert_eq!(s.endpoint.node_id, "r1");
+                        let cluster = s.cluster.expect("cluster");
+                        assert_eq!(cluster.master.node_id, "m1");
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            })
+            .await;
     }
 }

@@ -143,13 +143,42 @@ impl Discovery {
         self.answered().next().is_none()
     }
 
-    /// The master that takes writes: role master, writable, with the highest epoch, and no node
-    /// knows of a higher one.
+    /// The master of the highest epoch that no node knows a higher one than, writable or not
+    /// (its writes may be paused by a switchover).
     #[must_use]
     pub fn master(&self) -> Option<(&Endpoint, &NodeStatus)> {
-        self.choose(Want::Writable)
+        self.chosen(Want::Master)
+    }
+
+    /// The master that takes writes now: as [`Discovery::master`], and writable.
+    #[must_use]
+    pub fn writable_master(&self) -> Option<(&Endpoint, &NodeStatus)> {
+        self.chosen(Want::Writable)
+    }
+
+    fn chosen(&self, want: Want) -> Option<(&Endpoint, &NodeStatus)> {
+        self.choose(want)
             .and_then(|i| self.nodes.get(i))
             .and_then(|n| n.answer.as_ref().ok().map(|s| (&n.endpoint, s)))
+    }
+
+    /// The first of the client's endpoints that answered, in their order; else why none did.
+    ///
+    /// # Errors
+    /// Each endpoint's failure ([`Error::NoEndpointAnswered`], or the one failure).
+    pub fn first_answer(&self) -> Result<(&Endpoint, &NodeStatus), Error> {
+        let listed = self.nodes.iter().filter(|n| n.listed);
+        if let Some((e, s)) = listed
+            .clone()
+            .find_map(|n| n.answer.as_ref().ok().map(|s| (&n.endpoint, s)))
+        {
+            return Ok((e, s));
+        }
+        Err(Error::from_failures(
+            listed
+                .filter_map(|n| n.answer.as_ref().err().cloned())
+                .collect(),
+        ))
     }
 
     /// The index of the master a caller wanting `want` should use.

@@ -140,7 +140,7 @@ pub enum Error {
         seen: Vec<String>,
     },
     /// Every endpoint failed (a read tried each in turn).
-    #[error("no endpoint answered: {}", list(.errors))]
+    #[error("no endpoint answered: {}; is kvd running there?", list(.errors))]
     NoEndpointAnswered {
         /// Each endpoint's failure, in the order tried.
         errors: Vec<Error>,
@@ -150,7 +150,7 @@ pub enum Error {
 fn list(errors: &[Error]) -> String {
     errors
         .iter()
-        .map(ToString::to_string)
+        .map(Error::brief)
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -161,6 +161,20 @@ pub(crate) fn seconds(d: Duration) -> String {
 }
 
 impl Error {
+    /// The message without its advice, for a list of several.
+    fn brief(&self) -> String {
+        match self {
+            Self::Unreachable { endpoint, cause } => format!("cannot reach {endpoint}: {cause}"),
+            Self::ConnectionLost { endpoint, cause } => {
+                format!("lost the connection to {endpoint}: {cause}")
+            }
+            Self::TimedOut { endpoint, after } => {
+                format!("no answer from {endpoint} within {}", seconds(*after))
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// The node's own answer, when the error is one.
     #[must_use]
     pub fn kv(&self) -> Option<&KvError> {
@@ -317,9 +331,10 @@ mod tests {
             Error::Kv(KvError::ShuttingDown),
         ]);
         assert!(all.is_unreachable(), "{all}");
-        assert!(
-            all.to_string()
-                .starts_with("no endpoint answered: cannot reach")
+        assert_eq!(
+            all.to_string(),
+            "no endpoint answered: cannot reach localhost:3000: refused; the node is shutting \
+             down; retry once it is back; is kvd running there?"
         );
         let one = Error::from_failures(vec![Error::Kv(KvError::EmptyKey)]);
         assert!(matches!(one, Error::Kv(KvError::EmptyKey)));

@@ -63,7 +63,7 @@ pub struct Fake {
     /// The node id it reports (`n1` by default).
     pub node_id: String,
     /// The address it advertises in its status (`localhost:3000` by default; it is never
-    /// connected to).
+    /// connected to). Empty: the address it is served on.
     pub address: String,
     /// `Some`: behave as a replica naming this master (writes and `cluster_status` refused with
     /// `NotMaster`). Changed at run time with [`Live::become_replica`].
@@ -75,7 +75,8 @@ pub struct Fake {
     pub writable: bool,
     /// How long every call waits before answering.
     pub delay: Duration,
-    /// How long writes (put, delete) wait on top of `delay`, after they were applied.
+    /// How long writes (put, delete) and admin requests (failover, promote, forget) wait on
+    /// top of `delay`, once they were applied or recorded.
     pub write_delay: Duration,
     /// The keys the node holds, in key order.
     pub entries: Arc<Vec<Entry>>,
@@ -169,6 +170,14 @@ struct Now {
     writable: bool,
 }
 
+/// A switchover a fake master does by itself (see [`Live::hand_over_after`]).
+struct HandOver {
+    after: u64,
+    to: String,
+    epoch: Epoch,
+    to_live: Arc<Live>,
+}
+
 /// The part of a fake that changes while it runs, and what it saw.
 pub struct Live {
     /// The role set at run time, over the [`Fake`]'s own fields.
@@ -191,6 +200,9 @@ pub struct Live {
     pub promotes: Mutex<Vec<(PromoteRequest, Duration)>>,
     /// Every node `forget` was asked for.
     pub forgotten: Mutex<Vec<String>>,
+    /// A switchover to do by itself once this many writes were applied (see
+    /// [`Live::hand_over_after`]).
+    hand_over: Mutex<Option<HandOver>>,
     /// Set to stop the server: no more connections, every open one closed.
     down: watch::Sender<bool>,
     /// Bumped on every change above, so tests wait on conditions instead of sleeping.
@@ -210,6 +222,7 @@ impl Default for Live {
             failovers: Mutex::default(),
             promotes: Mutex::default(),
             forgotten: Mutex::default(),
+            hand_over: Mutex::default(),
             down: watch::Sender::new(false),
             changed: watch::Sender::new(0),
         }
@@ -247,6 +260,37 @@ impl Live {
     fn set(&self, now: Now) {
         *self.role.lock().unwrap_or_else(PoisonError::into_inner) = Some(now);
         self.bump();
+    }
+
+    /// A switchover at an exact point: once `after` writes were applied here, the next write
+    /// finds this node a replica of `to` at `epoch`, and `to_live`'s node its master.
+    pub fn hand_over_after(&self, after: u64, to: &Endpoint, epoch: Epoch, to_live: Arc<Self>) {
+        *self
+            .hand_over
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(HandOver {
+            after,
+            to: to.to_string(),
+            epoch,
+            to_live,
+        });
+    }
+
+    /// Does the switchover of [`Live::hand_over_after`] when its time has come.
+    fn maybe_hand_over(&self) {
+        let mut pending = self
+            .hand_over
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if pending
+            .as_ref()
+            .is_some_and(|h| self.writes.load(Ordering::SeqCst) >= h.after)
+            && let Some(h) = pending.take()
+        {
+            drop(pending);
+            h.to_live.become_master(h.epoch);
+            self.become_replica(Some(h.to), h.epoch);
+        }
     }
 
     /// Apply the next `n` writes, then hang up on each without answering.
@@ -391,6 +435,7 @@ impl Fake {
 
     /// `Err(NotMaster)` unless this is a master admitting writes.
     fn refuse_writes(&self) -> Result<(), KvError> {
+        self.live.maybe_hand_over();
         let now = self.now();
         let refusal = match now.master {
             Some(m) => Some(Some(m)),
@@ -606,6 +651,7 @@ impl Kv for Fake {
             .unwrap_or_else(PoisonError::into_inner)
             .push((req, left(&ctx)));
         self.live.bump();
+        tokio::time::sleep(self.write_delay).await;
         self.failover
             .clone()
             .unwrap_or_else(|| Err(KvError::Unsupported("failover".into())))
@@ -619,6 +665,7 @@ impl Kv for Fake {
             .unwrap_or_else(PoisonError::into_inner)
             .push((req, left(&ctx)));
         self.live.bump();
+        tokio::time::sleep(self.write_delay).await;
         self.promote
             .clone()
             .unwrap_or_else(|| Err(KvError::Unsupported("promote".into())))
@@ -683,6 +730,9 @@ pub async fn serve(mut fake: Fake) -> Endpoint {
         port,
     };
     fake.served.bound = Some(endpoint.to_string());
+    if fake.address.is_empty() {
+        fake.address = endpoint.to_string();
+    }
     let max_frame = crate::limits::server_max_frame_bytes(
         crate::limits::DEFAULT_MAX_KEY_BYTES,
         crate::limits::DEFAULT_MAX_VALUE_BYTES,

@@ -2,20 +2,20 @@
 //! prefill that writes the keyspace first.
 //!
 //! ```text
-//!  connection 0 ◄── client 0, 4, 8 …  ┐  each client runs --pipeline slots; a slot is a loop:
-//!  connection 1 ◄── client 1, 5, 9 …  │    take call number n from the shared counter
-//!  …                                   │    (stop at --requests), stop past the deadline,
-//!  connection K ◄── client K-1, …     ┘    put if ratio.is_put(n) else get, time it, record
+//!  one Client (the client library), --connections connections to the node, taken in turn
+//!  client 0, 1, … --clients-1: each runs --pipeline slots; a slot is a loop:
+//!    take call number n from the shared counter (stop at --requests), stop past the
+//!    deadline, put if ratio.is_put(n) else get, time it, record
 //!
-//!  every slot of a connection records into that connection's Recorder (a Mutex that slots hold
+//!  every slot of client c records into Recorder c mod --connections (a Mutex that slots hold
 //!  only to add one sample); the recorders are merged once the last slot has stopped
 //! ```
 //!
 //! Bounds: no call starts after `--requests` calls were started or after `--duration`, and
-//! every call carries a deadline of `--timeout` (plus the acks timeout for puts), which tarpc's
-//! client enforces; so a run ends at most one timeout after its duration. A slot whose
-//! connection is lost stops at once (the connection is not reopened), so a dead node ends the
-//! run instead of spinning on errors.
+//! every call takes at most `--timeout` (plus the acks timeout for puts), finding the master
+//! again after a failover included; so a run ends at most one timeout after its duration. A
+//! slot stops at once when no node can be reached at all (a refused connection fails fast),
+//! so a dead node ends the run instead of spinning on errors.
 
 use std::{
     collections::BTreeMap,
@@ -29,10 +29,13 @@ use std::{
 use futures::future::join_all;
 use hdrhistogram::Histogram;
 use serde_bytes::ByteBuf;
-use shared::{KeyValue, KvClient, KvError, MputRequest, PutCondition, PutRequest};
-use tarpc::{client::RpcError, context::Context};
+use shared::{
+    KeyValue, KvError, MputRequest, PutCondition, PutRequest,
+    client::{self, Client},
+};
 
 use super::args::{KEY_LEN, Plan};
+use crate::client::Error;
 
 /// Largest latency kept apart in the histograms (an hour, the longest `--timeout`), in µs.
 pub const MAX_LATENCY_US: u64 = 3_600_000_000;
@@ -254,16 +257,25 @@ pub fn kv_error_kind(e: &KvError) -> String {
     kind
 }
 
-/// The error kind of a transport failure, and whether the connection is gone for good.
+/// The error kind of a failed call, and whether no node can be reached at all (the slot
+/// stops).
 #[must_use]
-pub fn rpc_error_kind(e: &RpcError) -> (&'static str, bool) {
-    match e {
-        RpcError::DeadlineExceeded => ("rpc_timeout", false),
-        RpcError::Server(_) => ("rpc_aborted", false),
-        RpcError::Shutdown | RpcError::Send(_) | RpcError::Channel(_) => {
-            ("rpc_connection_lost", true)
+pub fn error_kind(e: &client::Error) -> (String, bool) {
+    use client::Error as E;
+    let kind = match e {
+        E::Kv(kv) => return (kv_error_kind(kv), false),
+        E::OutcomeUnknown { .. } => "outcome_unknown",
+        E::TimedOut { .. } => "rpc_timeout",
+        E::ConnectionLost { .. } => "rpc_connection_lost",
+        E::Aborted { .. } => "rpc_aborted",
+        E::NoMaster { .. } => "no_master",
+        E::ValueOverFrameLimit { .. } => "value_over_frame_limit",
+        E::Unreachable { .. } | E::NoEndpointAnswered { .. } => {
+            return ("unreachable".to_string(), e.is_unreachable());
         }
-    }
+        _ => "client_error",
+    };
+    (kind.to_string(), false)
 }
 
 /// `key:` and the number in 12 digits: 16 bytes, like redis-benchmark's `key:__rand_int__`.
@@ -305,14 +317,12 @@ impl SplitMix64 {
 /// What a slot needs; cheap to clone (a handle and a few `Arc`s).
 #[derive(Clone)]
 struct Slot {
-    client: KvClient,
+    client: Client,
     plan: Arc<Plan>,
     value: Arc<[u8]>,
     progress: Arc<Progress>,
     recorder: Arc<Mutex<Recorder>>,
     deadline: Instant,
-    /// Per-call deadline for gets, and for puts before the acks timeout is added.
-    timeout: Duration,
 }
 
 /// How one call went.
@@ -332,9 +342,6 @@ impl Slot {
     /// Runs calls until a bound is reached.
     async fn run(self, seed: u64) -> StopReason {
         let mut rng = SplitMix64::new(seed);
-        // `Context::current` looks up the tracing span; do it once and only move the deadline.
-        let base = tarpc::context::current();
-        let acks_extra = Duration::from_millis(u64::from(self.plan.acks_timeout_ms));
         loop {
             if self.progress.stop.load(Ordering::Relaxed) {
                 return StopReason::Interrupted;
@@ -352,14 +359,8 @@ impl Slot {
             } else {
                 Op::Get
             };
-            let mut ctx = base;
-            let timeout = match op {
-                Op::Put => self.timeout.saturating_add(acks_extra),
-                Op::Get => self.timeout,
-            };
-            ctx.deadline = now.checked_add(timeout).unwrap_or(ctx.deadline);
             let started = Instant::now();
-            let outcome = self.call(ctx, op, &mut rng).await;
+            let outcome = self.call(op, &mut rng).await;
             let elapsed = started.elapsed();
             let lost = self.account(op, elapsed, outcome);
             if lost {
@@ -397,7 +398,7 @@ impl Slot {
         ByteBuf::from(self.value.to_vec())
     }
 
-    async fn call(&self, ctx: Context, op: Op, rng: &mut SplitMix64) -> Outcome {
+    async fn call(&self, op: Op, rng: &mut SplitMix64) -> Outcome {
         let keyspace = self.plan.keyspace;
         let batch = self.plan.batch;
         match (op, batch) {
@@ -409,11 +410,11 @@ impl Slot {
                     acks: self.plan.acks,
                     acks_timeout_ms: self.plan.acks_timeout_ms,
                 };
-                outcome(self.client.put(ctx, req).await, |_| (0, 0))
+                outcome(self.client.put(req).await, |_| (0, 0))
             }
             (Op::Get, 1) => {
-                let k = ByteBuf::from(key(rng.below(keyspace)));
-                outcome(self.client.get(ctx, k).await, |v| {
+                let k = key(rng.below(keyspace));
+                outcome(self.client.get(&k).await, |v| {
                     if v.is_some() { (1, 0) } else { (0, 1) }
                 })
             }
@@ -429,13 +430,13 @@ impl Slot {
                     acks: self.plan.acks,
                     acks_timeout_ms: self.plan.acks_timeout_ms,
                 };
-                outcome(self.client.mput(ctx, req).await, |_| (0, 0))
+                outcome(self.client.mput(req).await, |_| (0, 0))
             }
             (Op::Get, _) => {
                 let keys = (0..batch)
                     .map(|_| ByteBuf::from(key(rng.below(keyspace))))
                     .collect();
-                outcome(self.client.mget(ctx, keys).await, |values| {
+                outcome(self.client.mget(keys).await, |values| {
                     let found = values.iter().filter(|v| v.is_some()).count() as u64;
                     (found, values.len() as u64 - found)
                 })
@@ -445,24 +446,16 @@ impl Slot {
 }
 
 /// Turns a reply into an [`Outcome`]; `hits` counts the keys a get found and missed.
-fn outcome<T>(
-    reply: Result<Result<T, KvError>, RpcError>,
-    hits: impl FnOnce(&T) -> (u64, u64),
-) -> Outcome {
+fn outcome<T>(reply: Result<T, client::Error>, hits: impl FnOnce(&T) -> (u64, u64)) -> Outcome {
     match reply {
-        Ok(Ok(v)) => {
+        Ok(v) => {
             let (found, missing) = hits(&v);
             Outcome::Ok { found, missing }
         }
-        Ok(Err(e)) => Outcome::Failed {
-            kind: kv_error_kind(&e),
-            message: e.to_string(),
-            lost: false,
-        },
         Err(e) => {
-            let (kind, lost) = rpc_error_kind(&e);
+            let (kind, lost) = error_kind(&e);
             Outcome::Failed {
-                kind: kind.to_string(),
+                kind,
                 message: e.to_string(),
                 lost,
             }
@@ -481,19 +474,17 @@ pub struct Measured {
     pub stop: StopReason,
 }
 
-/// Runs the measured load on `clients` (one per connection) and returns what it recorded.
+/// Runs the measured load through `client` and returns what it recorded.
 ///
 /// # Errors
 /// Only if a histogram cannot be created or merged (see [`Recorder`]).
 pub async fn measure(
     plan: Arc<Plan>,
-    clients: &[KvClient],
+    client: &Client,
     progress: Arc<Progress>,
-    timeout: Duration,
 ) -> Result<Measured, String> {
     let value: Arc<[u8]> = vec![b'x'; plan.value_size].into();
-    let recorders = clients
-        .iter()
+    let recorders = (0..plan.connections.max(1))
         .map(|_| Recorder::new().map(|r| Arc::new(Mutex::new(r))))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("cannot create a histogram: {e}"))?;
@@ -502,8 +493,8 @@ pub async fn measure(
     let deadline = start.checked_add(plan.duration).unwrap_or(start);
     let mut tasks = Vec::new();
     for c in 0..plan.clients {
-        let conn = usize::try_from(c).unwrap_or(0) % clients.len().max(1);
-        let (Some(client), Some(recorder)) = (clients.get(conn), recorders.get(conn)) else {
+        let conn = usize::try_from(c).unwrap_or(0) % recorders.len().max(1);
+        let Some(recorder) = recorders.get(conn) else {
             continue;
         };
         let slot = Slot {
@@ -513,7 +504,6 @@ pub async fn measure(
             progress: Arc::clone(&progress),
             recorder: Arc::clone(recorder),
             deadline,
-            timeout,
         };
         // One task per client; its --pipeline slots run concurrently inside it.
         tasks.push(tokio::spawn(async move {
@@ -554,39 +544,24 @@ pub fn prefill_batch(value_size: usize) -> u64 {
     (PREFILL_CALL_BYTES / per_key.max(1)).clamp(1, PREFILL_BATCH)
 }
 
-/// A failed prefill call.
-#[derive(Debug)]
-pub enum PrefillError {
-    /// The node refused it.
-    Kv(KvError),
-    /// The transport failed.
-    Rpc(RpcError),
-    /// A prefill task panicked (a bug).
-    Task(String),
-}
-
 /// Writes every key of the keyspace once, with `mput` calls over all connections.
 ///
 /// # Errors
 /// The first failed call; the prefill stops there.
 pub async fn prefill(
     plan: &Plan,
-    clients: &[KvClient],
+    client: &Client,
     progress: &Arc<Progress>,
-    timeout: Duration,
-) -> Result<Duration, PrefillError> {
+) -> Result<Duration, Error> {
     progress.set_phase(Phase::Prefill);
     let batch = prefill_batch(plan.value_size);
     let next = Arc::new(AtomicU64::new(0));
     let value: Arc<[u8]> = vec![b'x'; plan.value_size].into();
     let workers = PREFILL_WORKERS.min(plan.keyspace.div_ceil(batch));
     let start = Instant::now();
-    let mut tasks = Vec::new();
-    for w in 0..workers {
-        let conn = usize::try_from(w).unwrap_or(0) % clients.len().max(1);
-        let Some(client) = clients.get(conn).cloned() else {
-            continue;
-        };
+    let mut tasks: Vec<tokio::task::JoinHandle<Result<(), client::Error>>> = Vec::new();
+    for _ in 0..workers {
+        let client = client.clone();
         let (next, value, progress) = (Arc::clone(&next), Arc::clone(&value), Arc::clone(progress));
         let keyspace = plan.keyspace;
         tasks.push(tokio::spawn(async move {
@@ -602,28 +577,21 @@ pub async fn prefill(
                         value: ByteBuf::from(value.to_vec()),
                     })
                     .collect();
-                let mut ctx = tarpc::context::current();
-                ctx.deadline = Instant::now().checked_add(timeout).unwrap_or(ctx.deadline);
                 let req = MputRequest {
                     entries,
                     ..MputRequest::default()
                 };
-                match client.mput(ctx, req).await {
-                    Ok(Ok(_)) => {
-                        progress
-                            .prefilled
-                            .fetch_add(last - first, Ordering::Relaxed);
-                    }
-                    Ok(Err(e)) => return Err(PrefillError::Kv(e)),
-                    Err(e) => return Err(PrefillError::Rpc(e)),
-                }
+                client.mput(req).await?;
+                progress
+                    .prefilled
+                    .fetch_add(last - first, Ordering::Relaxed);
             }
         }));
     }
     for task in join_all(tasks).await {
         match task {
-            Ok(result) => result?,
-            Err(e) => return Err(PrefillError::Task(e.to_string())),
+            Ok(result) => result.map_err(Error::from)?,
+            Err(e) => return Err(Error::Usage(format!("the prefill failed: {e}"))),
         }
     }
     Ok(start.elapsed())
@@ -657,7 +625,8 @@ mod tests {
     fn error_kinds() {
         assert_eq!(
             kv_error_kind(&KvError::NotMaster {
-                master: Some("m:1".into())
+                master: Some("m:1".into()),
+                epoch: 2,
             }),
             "not_master"
         );
@@ -676,13 +645,47 @@ mod tests {
             }),
             "acks_timeout"
         );
+        let at = shared::addr::Endpoint {
+            host: "h".into(),
+            port: 1,
+        };
+        let kind = |e: client::Error| {
+            let (kind, stop) = error_kind(&e);
+            (kind, stop)
+        };
         assert_eq!(
-            rpc_error_kind(&RpcError::DeadlineExceeded),
-            ("rpc_timeout", false)
+            kind(client::Error::TimedOut {
+                endpoint: at.clone(),
+                after: Duration::from_secs(1)
+            }),
+            ("rpc_timeout".to_string(), false)
         );
         assert_eq!(
-            rpc_error_kind(&RpcError::Shutdown),
-            ("rpc_connection_lost", true)
+            kind(client::Error::OutcomeUnknown {
+                endpoint: at.clone(),
+                request: "put",
+                cause: client::Lost::NoAnswer(Duration::from_secs(1)),
+            }),
+            ("outcome_unknown".to_string(), false)
+        );
+        assert_eq!(
+            kind(client::Error::NoMaster {
+                after: Duration::from_secs(1),
+                seen: Vec::new(),
+            }),
+            ("no_master".to_string(), false)
+        );
+        // Nobody to talk to: the slot stops.
+        assert_eq!(
+            kind(client::Error::Unreachable {
+                endpoint: at,
+                cause: "refused".into(),
+            }),
+            ("unreachable".to_string(), true)
+        );
+        assert_eq!(
+            kind(client::Error::Kv(KvError::ShuttingDown)),
+            ("shutting_down".to_string(), false)
         );
     }
 
