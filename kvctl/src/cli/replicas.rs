@@ -50,6 +50,9 @@ pub struct ReplicaJson<'a> {
     address: &'a str,
     link: &'static str,
     last_seen_secs: f64,
+    /// When it was last heard from (milliseconds since the Unix epoch; `null`: never), across
+    /// master restarts: with `link` down, since when it is down.
+    last_seen_unix_ms: Option<u64>,
     shards: Vec<LagJson>,
 }
 
@@ -73,6 +76,7 @@ impl<'a> From<&'a ReplicaStatus> for ReplicaJson<'a> {
             address: &r.address,
             link: r.link.as_str(),
             last_seen_secs: r.last_seen_secs,
+            last_seen_unix_ms: r.last_seen_unix_ms,
             shards: r
                 .shards
                 .iter()
@@ -312,6 +316,7 @@ replica 77aa0b12 at 10.0.0.3:3000 is down since 2023-11-14 22:13:20 UTC (5m 3s a
                 "address": "10.0.0.3:3000",
                 "link": "down",
                 "last_seen_secs": 0.25,
+                "last_seen_unix_ms": SEEN_UNIX_MS,
                 "shards": [
                     {"shard": 0, "acked_seq": 12, "master_seq": 12, "ops_behind": 0,
                      "bytes_behind": 0, "secs_since_caught_up": 0.0,
