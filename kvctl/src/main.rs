@@ -3,7 +3,8 @@
 //! ```text
 //! main.rs     parse the command line, run it on a small runtime, map the outcome to an exit code
 //! cli.rs      the clap `Cli` (global flags, subcommands) and dispatch; cli/<subcommand>.rs each
-//! client.rs   connecting to a node, redirects to the master, `Error` and the `Exit` code table
+//! client.rs   `Error` (the client library's, plus kvctl's own) and the `Exit` code table;
+//!             the talking is `shared::client`'s (endpoints, the master, retries)
 //! output.rs   text and JSON rendering shared by the subcommands
 //! tui.rs      `kvctl tui`, the operator console (tui/: state, update, render, screens)
 //! ```

@@ -228,6 +228,15 @@ struct Inner {
     discovering: tokio::sync::Mutex<()>,
 }
 
+/// What to do with a node's answer that it took nothing (`NotMaster`, `ShuttingDown`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Follow {
+    /// Go to the master it names (or search again), within the call's time.
+    Yes,
+    /// Return it: the request only makes sense on the node it was meant for.
+    No,
+}
+
 #[derive(Clone)]
 struct Cached {
     peer: Arc<Peer>,
@@ -416,7 +425,7 @@ impl Client {
     /// under-replicated), [`Error::OutcomeUnknown`] when it was sent and no answer came,
     /// [`Error::NoMaster`] when no master took it in time, or why no node could be reached.
     pub async fn put(&self, req: PutRequest) -> Result<Version, Error> {
-        self.with_master(Want::Writable, |n| {
+        self.with_master(Want::Writable, Follow::Yes, |n| {
             let req = req.clone();
             async move { n.put(req).await }
         })
@@ -428,7 +437,7 @@ impl Client {
     /// # Errors
     /// As [`Client::put`].
     pub async fn mput(&self, req: MputRequest) -> Result<Vec<Version>, Error> {
-        self.with_master(Want::Writable, |n| {
+        self.with_master(Want::Writable, Follow::Yes, |n| {
             let req = req.clone();
             async move { n.mput(req).await }
         })
@@ -440,18 +449,24 @@ impl Client {
     /// # Errors
     /// As [`Client::put`].
     pub async fn delete(&self, key: &[u8]) -> Result<Option<Version>, Error> {
-        self.with_master(Want::Writable, |n| async move { n.delete(key).await })
-            .await
+        self.with_master(Want::Writable, Follow::Yes, |n| async move {
+            n.delete(key).await
+        })
+        .await
     }
 
     /// Asks the master to hand over to a replica (a switchover), or only to plan it. The answer
     /// may take the switchover's `timeout_ms` beyond the call's time.
     ///
+    /// The master is found as for writes, but a `NotMaster` answer to the request itself is
+    /// returned, not followed: the mastership moved while it was sent, and handing over from
+    /// the new master is not what was asked.
+    ///
     /// # Errors
-    /// The master's refusal ([`KvError::FailoverRefused`], [`KvError::FailoverAborted`], …),
-    /// [`Error::OutcomeUnknown`], or why no master could be reached.
+    /// The master's refusal ([`KvError::FailoverRefused`], [`KvError::FailoverAborted`],
+    /// [`KvError::NotMaster`], …), [`Error::OutcomeUnknown`], or why no master could be reached.
     pub async fn failover(&self, req: FailoverRequest) -> Result<FailoverReply, Error> {
-        self.with_master(Want::Master, |n| {
+        self.with_master(Want::Master, Follow::No, |n| {
             let req = req.clone();
             async move { n.failover(req).await }
         })
@@ -463,8 +478,10 @@ impl Client {
     /// # Errors
     /// As [`Client::failover`] ([`KvError::UnknownNode`], [`KvError::AmbiguousNode`]).
     pub async fn forget(&self, node: &str) -> Result<Member, Error> {
-        self.with_master(Want::Master, |n| async move { n.forget(node).await })
-            .await
+        self.with_master(Want::Master, Follow::Yes, |n| async move {
+            n.forget(node).await
+        })
+        .await
     }
 
     /// Runs `call` on the master of the highest epoch (writable or not), found and followed as
@@ -481,7 +498,7 @@ impl Client {
         F: Fn(Node) -> Fut,
         Fut: Future<Output = Result<T, Error>>,
     {
-        self.with_master(Want::Master, call).await
+        self.with_master(Want::Master, Follow::Yes, call).await
     }
 
     /// A connection to the master that takes writes (found as writes find it).
@@ -489,7 +506,7 @@ impl Client {
     /// # Errors
     /// As [`Client::on_master`].
     pub async fn master(&self) -> Result<Node, Error> {
-        self.with_master(Want::Writable, |n| async move { Ok(n) })
+        self.with_master(Want::Writable, Follow::Yes, |n| async move { Ok(n) })
             .await
     }
 
@@ -600,7 +617,7 @@ impl Client {
     }
 
     /// Runs `call` on the master (see [`Client::on_master`]), following `NotMaster` answers.
-    async fn with_master<T, F, Fut>(&self, want: Want, call: F) -> Result<T, Error>
+    async fn with_master<T, F, Fut>(&self, want: Want, follow: Follow, call: F) -> Result<T, Error>
     where
         F: Fn(Node) -> Fut,
         Fut: Future<Output = Result<T, Error>>,
@@ -635,8 +652,14 @@ impl Client {
                     }
                     return Ok(v);
                 }
-                Err(e) if e.may_retry() => e,
-                Err(e) => return Err(e),
+                Err(e) if e.may_retry() && (follow == Follow::Yes || e.kv().is_none()) => e,
+                Err(e) => {
+                    if e.may_retry() {
+                        // It answered that it is not (or soon not) the master.
+                        self.uncache(&master.peer);
+                    }
+                    return Err(e);
+                }
             };
             self.uncache(&master.peer);
             match &e {

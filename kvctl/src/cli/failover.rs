@@ -15,16 +15,21 @@
 //! why), then, once done, `switched over to <node id> at <address>: epoch N; writes paused
 //! for X ms`. JSON is the [`FailoverReply`] as it came.
 //!
+//! The master is found as writes find it, but if the node found answers `NotMaster` (the
+//! mastership moved while the request was on its way), kvctl stops there instead of asking the
+//! new master to hand over again.
+//!
 //! Exit codes: 0 when switched over (or, with `--plan`, when a target would be chosen); 2 when
 //! the master refuses (no replica, a replica that is down, unknown or ambiguous `--to`: its
-//! message names the cause and what to do) or the plan has no target; 3 when no master can be
+//! message names the cause and what to do), the plan has no target, or the master changed
+//! meanwhile; 3 when no master can be
 //! reached; 4 when the request was sent and no answer came (`kvctl status` shows which node is
 //! the master now).
 
 use std::io::{self, Write};
 
 use shared::{
-    KvError,
+    KvError, client,
     cluster::{FailoverPlan, FailoverReply, FailoverRequest, Member},
 };
 
@@ -58,7 +63,17 @@ pub async fn run(args: Args, global: &Global, out: &mut impl Write) -> Result<()
         plan_only,
         timeout_ms: u64::try_from(global.timeout.as_millis()).unwrap_or(u64::MAX),
     };
-    let reply = global.client()?.failover(req).await?;
+    let reply = match global.client()?.failover(req).await {
+        Ok(reply) => reply,
+        // Found as the master, it answered that it is not (any more): not followed.
+        Err(e @ client::Error::Kv(KvError::NotMaster { .. })) => {
+            return Err(Error::Usage(format!(
+                "the master changed while the failover was on its way, so nothing was done: \
+                 {e}; see kvctl status, and run it again if it is still wanted"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
     match global.output {
         Format::Text => print_text(out, &reply, plan_only),
         Format::Json => write_json(out, &reply),

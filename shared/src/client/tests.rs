@@ -369,3 +369,38 @@ fn calls_can_run_on_any_thread() {
     send(&c.master());
     send(&c.discover());
 }
+
+#[tokio::test]
+async fn a_failover_that_meets_another_master_is_not_sent_on() {
+    use crate::cluster::FailoverRequest;
+    let b = Fake::replica("b", &closed_endpoint());
+    let b_live = b.live.clone();
+    let b_at = serve(b).await;
+    // a answers its status as a master, and the failover as a replica of b (it moved on).
+    let a = Fake::master("a");
+    let a_live = a.live.clone();
+    let a_at = serve(a).await;
+    let c = client(&[&a_at, &b_at], WAIT);
+    c.master().await.expect("a is the master");
+    a_live.become_replica(Some(b_at.to_string()), 2);
+    b_live.become_master(2);
+    let e = c
+        .failover(FailoverRequest {
+            to: None,
+            plan_only: false,
+            timeout_ms: 1000,
+        })
+        .await
+        .expect_err("not the master any more");
+    assert!(
+        matches!(e, Error::Kv(KvError::NotMaster { epoch: 2, .. })),
+        "{e:?}"
+    );
+    assert!(
+        b_live.failovers.lock().expect("lock").is_empty(),
+        "not sent to b"
+    );
+    // Writes, though, follow it.
+    c.put(put()).await.expect("put on b");
+    assert_eq!(writes(&b_live), 1);
+}
