@@ -980,7 +980,7 @@ impl Node {
         if req.from_seq > master_seq || shard.writer.epoch_at(req.from_seq) != req.from_epoch {
             // Not the same history: acknowledge nothing, and say where the epochs begin here.
             if let Some(m) = master {
-                m.record_pull(&req.node_id, req.shard, 0, master_seq)?;
+                m.record_diverged(&req.node_id, req.shard)?;
             }
             tracing::info!(
                 node_id = %req.node_id,

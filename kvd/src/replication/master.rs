@@ -316,6 +316,21 @@ impl MasterState {
         Ok(PullNote { first_since_join })
     }
 
+    /// Records a pull whose position is not on this master's history: the replica is heard
+    /// from, acknowledges nothing, and its next pull (after it truncated) still counts as the
+    /// first since it joined.
+    ///
+    /// # Errors
+    /// `NotJoined` for an unknown node.
+    pub fn record_diverged(&self, node_id: &str, shard: u32) -> Result<(), KvError> {
+        let mut registry = self.registry();
+        let replica = heard_from(&mut registry, node_id)?;
+        if let Some(pos) = replica.shards.get_mut(shard as usize) {
+            pos.acked = 0;
+        }
+        Ok(())
+    }
+
     /// Counts a partial resync (a replica resumed from its own position).
     pub fn count_partial(&self, node_id: &str, shard: u32) {
         if let Some(pos) = self
