@@ -220,7 +220,7 @@ impl Discovery {
             .iter()
             .map(|n| match &n.answer {
                 Ok(s) => format!("{}: {}", n.endpoint, describe(s)),
-                Err(e) => e.to_string(),
+                Err(e) => e.brief(),
             })
             .collect();
         lines.extend(self.problems.iter().map(ToString::to_string));

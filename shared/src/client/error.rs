@@ -162,7 +162,7 @@ pub(crate) fn seconds(d: Duration) -> String {
 
 impl Error {
     /// The message without its advice, for a list of several.
-    fn brief(&self) -> String {
+    pub(crate) fn brief(&self) -> String {
         match self {
             Self::Unreachable { endpoint, cause } => format!("cannot reach {endpoint}: {cause}"),
             Self::ConnectionLost { endpoint, cause } => {

@@ -19,9 +19,10 @@ pub const MAX_CLIENTS: u32 = 10_000;
 pub const MAX_CONNECTIONS: u32 = 256;
 /// Most requests in flight per client.
 pub const MAX_PIPELINE: u32 = 1_024;
-/// Most requests in flight on one connection: the tarpc client's `max_in_flight_requests` in
-/// `shared::transport::connect`; beyond it requests would be refused by the client itself.
-pub const MAX_IN_FLIGHT_PER_CONNECTION: u64 = 10_000;
+/// Most requests in flight on one connection: the client library's tarpc
+/// `max_in_flight_requests` ([`shared::client::MAX_IN_FLIGHT`]); beyond it requests would be
+/// refused by the client itself.
+pub const MAX_IN_FLIGHT_PER_CONNECTION: u64 = shared::client::MAX_IN_FLIGHT as u64;
 /// Most keys the load may address.
 pub const MAX_KEYSPACE: u64 = 1_000_000_000;
 /// Most keys `--prefill` writes.
