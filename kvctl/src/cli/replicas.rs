@@ -106,11 +106,11 @@ impl<'a> From<&'a ReplicaStatus> for ReplicaJson<'a> {
     }
 }
 
-/// Asks the master for its replicas and prints them on `out`.
+/// Asks the master for its replicas (or to forget one) and prints the answer on `out`.
 ///
 /// # Errors
-/// The node's or the transport's error, or [`Error::BadMasterAddress`] when a replica names a
-/// master that does not parse.
+/// The master's refusal ([`shared::KvError::UnknownNode`], [`shared::KvError::AmbiguousNode`]
+/// for `forget`), or why no master could be reached.
 pub async fn run(args: Args, global: &Global, out: &mut impl Write) -> Result<(), Error> {
     let client = global.client()?;
     match args.command {

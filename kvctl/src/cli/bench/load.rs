@@ -143,7 +143,7 @@ pub struct Recorder {
     pub keys_found: u64,
     /// Keys the gets did not find (absent: a run without --prefill reads keys never written).
     pub keys_missing: u64,
-    /// Failed calls by kind (see [`kv_error_kind`] and [`rpc_error_kind`]).
+    /// Failed calls by kind (see [`kv_error_kind`] and [`error_kind`]).
     pub errors: BTreeMap<String, ErrorCount>,
 }
 
