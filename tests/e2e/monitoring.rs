@@ -350,7 +350,9 @@ fn json_outputs_have_the_documented_fields() {
         "disk_bytes",
         "full_resyncs",
         "keys",
+        "last_epoch",
         "last_seq",
+        "master_seq",
         "partial_resyncs",
         "resyncing",
         "shard",
@@ -365,11 +367,22 @@ fn json_outputs_have_the_documented_fields() {
         "secs_since_caught_up",
         "shard",
     ];
-    let replica_fields = ["address", "last_seen_secs", "link", "node_id", "shards"];
+    let replica_fields = [
+        "address",
+        "last_seen_secs",
+        "last_seen_unix_ms",
+        "link",
+        "node_id",
+        "shards",
+    ];
 
     let status = json(&m, &["status"]);
     let node = [
         "address",
+        "cluster_id",
+        "epoch",
+        "last_failover",
+        "master",
         "max_key_bytes",
         "max_value_bytes",
         "node_id",
@@ -379,6 +392,7 @@ fn json_outputs_have_the_documented_fields() {
         "sync",
         "uptime_secs",
         "version",
+        "writable",
     ];
     assert_eq!(fields(&status), node);
     assert_eq!(
@@ -397,7 +411,13 @@ fn json_outputs_have_the_documented_fields() {
     assert_eq!(rstatus["role"], "replica");
     assert_eq!(
         fields(&rstatus["master_link"]),
-        ["last_error", "master", "since_unix_ms", "state"]
+        [
+            "last_error",
+            "master",
+            "master_id",
+            "since_unix_ms",
+            "state"
+        ]
     );
     assert_eq!(rstatus["master_link"]["state"], "up");
 

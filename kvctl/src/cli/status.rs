@@ -66,6 +66,14 @@ struct StatusJson<'a> {
     max_key_bytes: u64,
     max_value_bytes: u64,
     shards: Vec<ShardJson>,
+    cluster_id: &'a str,
+    epoch: u64,
+    /// The master of `epoch` as this node knows it (`null`: not known yet).
+    master: Option<&'a shared::cluster::Member>,
+    /// Whether this node admits writes now (a master; always false on a replica).
+    writable: bool,
+    /// The last failover this node took part in (`null`: none).
+    last_failover: Option<&'a FailoverRecord>,
     #[serde(skip_serializing_if = "Option::is_none")]
     master_link: Option<MasterLinkJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -82,12 +90,15 @@ struct ShardJson {
     resyncing: bool,
     partial_resyncs: u64,
     full_resyncs: u64,
+    last_epoch: u64,
+    master_seq: u64,
 }
 
 /// A replica's link to its master in [`StatusJson`]; `last_error` is `null` when there is none.
 #[derive(Debug, Serialize)]
 struct MasterLinkJson<'a> {
     master: &'a str,
+    master_id: Option<&'a str>,
     state: &'static str,
     since_unix_ms: u64,
     last_error: Option<&'a str>,
@@ -117,7 +128,8 @@ impl<'a> From<&'a View> for StatusJson<'a> {
                          resyncing,
                          partial_resyncs,
                          full_resyncs,
-                         ..
+                         last_epoch,
+                         master_seq,
                      }| ShardJson {
                         shard,
                         keys,
@@ -126,11 +138,19 @@ impl<'a> From<&'a View> for StatusJson<'a> {
                         resyncing,
                         partial_resyncs,
                         full_resyncs,
+                        last_epoch,
+                        master_seq,
                     },
                 )
                 .collect(),
+            cluster_id: &s.cluster_id,
+            epoch: s.epoch,
+            master: s.master.as_ref(),
+            writable: s.writable,
+            last_failover: s.last_failover.as_ref(),
             master_link: s.master_link.as_ref().map(|l| MasterLinkJson {
                 master: &l.master,
+                master_id: l.master_id.as_deref(),
                 state: l.state.as_str(),
                 since_unix_ms: l.since_unix_ms,
                 last_error: l.last_error.as_deref(),
@@ -439,8 +459,19 @@ replica  10.0.0.3:3000   77aa0b12  down   1: 5 behind; others in sync
 
     #[tokio::test]
     async fn json_has_stable_names() {
-        let json: serde_json::Value =
+        let mut json: serde_json::Value =
             serde_json::from_str(&status(Fake::default(), Format::Json).await).expect("json");
+        // The fake names itself as master at the address it was bound to.
+        let master = json
+            .as_object_mut()
+            .and_then(|o| o.remove("master"))
+            .expect("master");
+        assert_eq!(master["node_id"], "n1");
+        assert!(
+            master["address"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("127.0.0.1:"))
+        );
         assert_eq!(
             json,
             serde_json::json!({
@@ -454,10 +485,16 @@ replica  10.0.0.3:3000   77aa0b12  down   1: 5 behind; others in sync
                 "max_value_bytes": 1_048_576,
                 "shards": [
                     {"shard": 0, "keys": 10, "last_seq": 12, "disk_bytes": 2048,
-                     "resyncing": false, "partial_resyncs": 0, "full_resyncs": 0},
+                     "resyncing": false, "partial_resyncs": 0, "full_resyncs": 0,
+                     "last_epoch": 1, "master_seq": 12},
                     {"shard": 1, "keys": 1500, "last_seq": 1502, "disk_bytes": 3_145_728,
-                     "resyncing": false, "partial_resyncs": 0, "full_resyncs": 0},
+                     "resyncing": false, "partial_resyncs": 0, "full_resyncs": 0,
+                     "last_epoch": 1, "master_seq": 1502},
                 ],
+                "cluster_id": "c0ffee42-cluster",
+                "epoch": 1,
+                "writable": true,
+                "last_failover": null,
                 "replicas": [],
             })
         );
