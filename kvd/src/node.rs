@@ -1002,6 +1002,7 @@ impl Node {
         let resync = |first: Option<u64>| PullReply::FullResyncNeeded {
             first_seq: first.unwrap_or(master_seq + 1),
             master_seq,
+            epoch,
         };
         if req.from_seq == master_seq && req.wait_ms > 0 {
             let wait = Duration::from_millis(u64::from(req.wait_ms.min(MAX_PULL_WAIT_MS)));
@@ -1052,6 +1053,7 @@ impl Node {
     /// # Errors
     /// `NotMaster` on a replica, `NotJoined`, `ResyncExpired`, or a storage failure.
     pub async fn snapshot(&self, req: SnapshotRequest) -> Result<SnapshotPage, KvError> {
+        self.hear(req.epoch).await?;
         let master = self.master_state()?;
         let shard = self.shard_at(req.shard)?;
         let (snap, seq) = match &req.start_after {
@@ -1078,6 +1080,7 @@ impl Node {
             entries,
             next,
             history,
+            epoch: self.inner.cluster.view().epoch,
         })
     }
 

@@ -313,6 +313,8 @@ pub enum PullReply {
         first_seq: u64,
         /// The master's last sequence on the shard.
         master_seq: u64,
+        /// The master's epoch.
+        epoch: Epoch,
     },
 }
 
@@ -328,6 +330,8 @@ pub struct SnapshotRequest {
     pub start_after: Option<ByteBuf>,
     /// Most bytes of keys and values in the page.
     pub max_bytes: u32,
+    /// The replica's epoch (fencing, as in every call between nodes).
+    pub epoch: Epoch,
 }
 
 /// One page of a shard copy, all taken at sequence `seq`.
@@ -341,6 +345,8 @@ pub struct SnapshotPage {
     pub next: Option<ByteBuf>,
     /// The master's epoch history up to `seq` (the replica adopts it with the copy).
     pub history: Vec<EpochStart>,
+    /// The master's epoch.
+    pub epoch: Epoch,
 }
 
 /// An order-independent digest of one shard's content at one sequence.

@@ -443,8 +443,10 @@ async fn follow(
             PullReply::FullResyncNeeded {
                 first_seq,
                 master_seq,
+                epoch,
             } => {
                 repl.master_seq.store(master_seq, Ordering::Relaxed);
+                heard(node, epoch, master);
                 tracing::warn!(
                     shard,
                     from_seq,
@@ -469,15 +471,7 @@ async fn follow(
                 members,
             } => {
                 repl.master_seq.store(master_seq, Ordering::Relaxed);
-                if epoch > node.cluster().view().epoch {
-                    runtime::tell(
-                        node,
-                        Event::Heard {
-                            epoch,
-                            master: Some(master.clone()),
-                        },
-                    );
-                }
+                heard(node, epoch, master);
                 if let Some((version, members)) = members {
                     node.cluster()
                         .update_file(|f| {
@@ -516,6 +510,19 @@ async fn follow(
                 }
             }
         }
+    }
+}
+
+/// The master's reply named an epoch: a higher one goes to the state machine.
+fn heard(node: &Node, epoch: Epoch, master: &Member) {
+    if epoch > node.cluster().view().epoch {
+        runtime::tell(
+            node,
+            Event::Heard {
+                epoch,
+                master: Some(master.clone()),
+            },
+        );
     }
 }
 
@@ -667,6 +674,7 @@ async fn full_resync(node: &Node, client: &KvClient, shard: u32) -> Result<(), S
             shard,
             start_after: start_after.take(),
             max_bytes: SNAPSHOT_PAGE_BYTES,
+            epoch: node.cluster().view().epoch,
         };
         let page = answer(
             node,
