@@ -524,6 +524,20 @@ async fn a_replica_restarted_on_another_address_is_taken_back() {
         format!("--master=http://{}", a.addr),
     ];
     let r2 = TestNode::start(&dir.path().join("r"), 0, &extra).await;
+    let ca = a.client().await;
+    wait_for(
+        "the replica under its new address",
+        Duration::from_secs(10),
+        || {
+            let ca = ca.clone();
+            let addr = r2.addr.clone();
+            async move {
+                let cs = ca.cluster_status(ctx()).await.unwrap().unwrap();
+                cs.replicas.iter().any(|r| r.address == addr)
+            }
+        },
+    )
+    .await;
     caught_up(&a, 1).await;
     let cs = a
         .client()
