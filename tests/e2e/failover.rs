@@ -215,7 +215,7 @@ async fn switchover_under_fifty_writers_loses_nothing() {
     .await
     .unwrap();
     let text = ok(&out);
-    eprintln!("kvctl failover: {text}");
+    eprintln!("kvctl failover took {:?}: {text}", at.elapsed());
     assert!(text.contains("writes paused for"), "{text}");
     let before = load.acked();
     load.until_acked(before + 2000).await;

@@ -638,7 +638,11 @@ async fn give_up_diverged(
             restore.push((key.clone(), state));
         }
     }
-    local.writer.truncate(to, restore).await.map_err(storage)?;
+    local
+        .writer
+        .truncate(to, our_last, restore)
+        .await
+        .map_err(storage)?;
     node.metrics().rollback_entries.inc_by(entries.len() as u64);
     tracing::warn!(
         shard,

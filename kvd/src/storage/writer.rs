@@ -114,7 +114,12 @@ enum Msg {
     FinishLoad(u64, EpochHistory, oneshot::Sender<Result<(), StorageError>>),
     /// Undo the entries after a sequence: remove them from the log, set the keys they touched
     /// as given, cut the history (replica rejoining a new master).
-    Truncate(u64, Vec<Restore>, oneshot::Sender<Result<(), StorageError>>),
+    Truncate(
+        u64,
+        u64,
+        Vec<Restore>,
+        oneshot::Sender<Result<(), StorageError>>,
+    ),
     /// Finish what is queued, refuse the rest, sync and stop.
     Close,
 }
@@ -364,8 +369,18 @@ impl WriterHandle {
     ///
     /// # Errors
     /// A storage failure.
-    pub async fn truncate(&self, to: u64, restore: Vec<Restore>) -> Result<(), StorageError> {
-        self.call(|reply| Msg::Truncate(to, restore, reply)).await
+    ///
+    /// `last` is the sequence the caller read the entries up to: if the shard moved since, the
+    /// truncation is refused (the caller reads again), so no entry leaves without its line in
+    /// the rollback file.
+    pub async fn truncate(
+        &self,
+        to: u64,
+        last: u64,
+        restore: Vec<Restore>,
+    ) -> Result<(), StorageError> {
+        self.call(|reply| Msg::Truncate(to, last, restore, reply))
+            .await
     }
 
     /// Log bytes written after sequence `seq` (at group-commit granularity: the commit holding
@@ -487,8 +502,8 @@ impl Writer {
                 Msg::FinishLoad(seq, history, reply) => {
                     let _ = reply.send(self.finish_load(seq, history));
                 }
-                Msg::Truncate(to, restore, reply) => {
-                    let _ = reply.send(self.truncate(to, restore));
+                Msg::Truncate(to, last, restore, reply) => {
+                    let _ = reply.send(self.truncate(to, last, restore));
                 }
                 Msg::Close => rx.close(),
             }
@@ -838,7 +853,16 @@ impl Writer {
     }
 
     /// See [`WriterHandle::truncate`].
-    fn truncate(&mut self, to: u64, restore: Vec<Restore>) -> Result<(), StorageError> {
+    fn truncate(&mut self, to: u64, last: u64, restore: Vec<Restore>) -> Result<(), StorageError> {
+        if last != self.last_seq {
+            return Err(StorageError::Corrupt {
+                what: "truncation",
+                detail: format!(
+                    "the shard moved to {} since its entries up to {last} were saved; read again",
+                    self.last_seq
+                ),
+            });
+        }
         if to >= self.last_seq {
             return Ok(());
         }
@@ -1247,8 +1271,13 @@ mod tests {
             .await
             .expect("5");
         assert_eq!(w.stats().keys.load(Ordering::Relaxed), 2);
+        assert!(
+            w.truncate(2, 4, Vec::new()).await.is_err(),
+            "the shard is at 5, not 4: refused"
+        );
         w.truncate(
             2,
+            5,
             vec![
                 (b"a".to_vec(), Some((1, b"1".to_vec()))),
                 (b"b".to_vec(), Some((2, b"1".to_vec()))),
