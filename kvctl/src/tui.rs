@@ -8,7 +8,7 @@
 //!        ▲                                           ▼                                │
 //!        └──────── spawned, one per command ◄── ui::render(&App) ◄── draw when events │
 //!                                                                    were handled     │
-//!  kvd ◄──────────────────────── tarpc (status, cluster_status, scan, get, put, delete)┘
+//!  kvd ◄──── tarpc (status, cluster_status, scan, get, put, delete, failover, promote)┘
 //! ```
 //!
 //! The loop blocks on the event channel: it wakes for a key, a resize, a tick (one per
@@ -23,12 +23,15 @@
 //! tui.rs          Args, run(): logging, terminal set-up and restore (also on a panic), the loop
 //! tui/event.rs    Event (what the loop reads) and the input thread and ticker that produce them
 //! tui/app.rs      App: the whole state, `update(event) -> Vec<Command>`, no I/O
+//! tui/app/failover.rs  the failover action (F): plan, pick, confirm, run, outcome
 //! tui/browser.rs  the Keys screen's paged, filtered key list (part of the state)
 //! tui/history.rs  samples over time: write rates, lag series, catch-up estimates
-//! tui/input.rs    a one-line text field (filter, put form)
-//! tui/shell.rs    the `kvctl …` command line equivalent to a write, shell-quoted
+//! tui/input.rs    a one-line text field (filter, put form, failover confirmation)
+//! tui/nodes.rs    every node as shown: role, epoch, state, merged from the refresh's sources
+//! tui/shell.rs    the `kvctl …` command line equivalent to a write or failover, shell-quoted
 //! tui/worker.rs   runs Commands in spawned tasks against kvd, reconnecting as needed
 //! tui/ui.rs       render(&App): header, tabs, the screen, status bar, footer, popups
+//! tui/ui/failover.rs  the failover popup
 //! tui/screen/     one file per screen: cluster, shards, replication, keys
 //! tui/widgets.rs  small shared widgets: text sparklines, popups, hex dumps, key hints
 //! ```
@@ -63,6 +66,7 @@ mod browser;
 mod event;
 mod history;
 mod input;
+mod nodes;
 mod screen;
 mod shell;
 mod ui;
@@ -84,7 +88,7 @@ pub struct Args {
     /// How often to refresh the view: seconds (`1`, `0.5`) or with a unit (`250ms`, `2s`).
     #[arg(long, default_value = "1", value_name = "SECONDS", value_parser = parse_refresh)]
     pub refresh: Duration,
-    /// Disable every write (put, edit, delete): a console that can only look.
+    /// Disable every write (put, edit, delete, failover): a console that can only look.
     #[arg(long)]
     pub read_only: bool,
     /// Where the console writes its log (it never logs to the screen). Default:
@@ -225,6 +229,7 @@ pub async fn run(args: Args, global: &Global) -> Result<(), Error> {
         read_only: args.read_only,
         log_file: log_file.display().to_string(),
         now: std::time::Instant::now(),
+        timeout: global.timeout,
     });
     if let Some(problem) = log_problem {
         app.report_error(format!("no log file: {problem}"));

@@ -6,8 +6,10 @@
 //! test can drive the whole console with made-up events and check the state and commands.
 //!
 //! Keys are handled from the top layer down: Ctrl-C always quits; an open popup (help, value,
-//! confirmation, form) takes every key; then the prefix filter being typed; then the keys that
-//! work on every screen; then the current screen's keys.
+//! confirmation, form, failover) takes every key; then the prefix filter being typed; then the
+//! keys that work on every screen; then the current screen's keys.
+//!
+//! The failover action (`F`) has its own module, [`failover`]: its state, keys and replies.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -15,7 +17,9 @@ use std::{
 };
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use shared::{ClusterStatus, NodeStatus, ReplicaShardLag, ReplicaStatus, Version};
+use shared::{
+    ClusterStatus, NodeStatus, ReplicaShardLag, ReplicaStatus, Role, Version, cluster::Member,
+};
 
 use crate::{
     output::display_bytes,
@@ -24,9 +28,14 @@ use crate::{
         event::{Event, Failure, Reply, Snapshot},
         history::History,
         input::Input,
+        nodes::{self, NodeView},
         shell,
     },
 };
+
+mod failover;
+
+pub use failover::{FailoverAction, FailoverKind, Flow, Plan, PlanRequest, PlanState, Step};
 
 /// What the console needs from the command line.
 #[derive(Debug, Clone)]
@@ -41,10 +50,14 @@ pub struct Config {
     pub log_file: String,
     /// The time the console starts at.
     pub now: Instant,
+    /// The global `--timeout`: the time a switchover or a promotion is given (sent as its
+    /// `timeout_ms`, as `kvctl failover` and `kvctl promote` do).
+    pub timeout: Duration,
 }
 
 /// The status bar's message when a write is attempted in a read-only console.
-pub const READ_ONLY: &str = "read-only console (--read-only): put, edit and delete are disabled";
+pub const READ_ONLY: &str =
+    "read-only console (--read-only): put, edit, delete and failover are disabled";
 
 /// The four screens, in tab order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,8 +174,13 @@ impl WriteAction {
 /// An RPC call for the worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// Ask the endpoint and the master for their status.
-    Refresh,
+    /// Ask the endpoints, the masters they name and the master for their status; when no
+    /// master answers, ask `members` too (so a console given only the master's address still
+    /// sees the replicas once it is gone).
+    Refresh {
+        /// Addresses of the members known from earlier cluster views.
+        members: Vec<String>,
+    },
     /// Ask a replica for its own status.
     PeerStatus {
         /// Its node id.
@@ -181,6 +199,17 @@ pub enum Command {
     },
     /// Write (following a replica's redirect to its master).
     Write(WriteAction),
+    /// Ask for a failover plan (nothing changes).
+    Plan {
+        /// The failover flow's request number, sent back with the answer.
+        generation: u64,
+        /// Which plan, of whom.
+        request: PlanRequest,
+        /// Sent as the request's `timeout_ms`.
+        timeout: Duration,
+    },
+    /// Run a switchover or a promotion.
+    Failover(FailoverAction),
 }
 
 /// How the status bar shows its message.
@@ -261,7 +290,7 @@ impl Form {
 }
 
 /// What covers the screen.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Popup {
     /// Every key.
     Help,
@@ -274,6 +303,8 @@ pub enum Popup {
     },
     /// Put or edit.
     Form(Form),
+    /// The failover action: plan, confirmation, progress, outcome (boxed: plans are large).
+    Failover(Box<Flow>),
 }
 
 /// The whole state of the console.
@@ -309,8 +340,15 @@ pub struct App {
     pub shard_selected: usize,
     /// Selected row of the Replication screen.
     pub replication_selected: usize,
+    /// The members (and roles) of the last cluster view: shown, and asked, while no master
+    /// answers.
+    pub known: Vec<(Member, Role)>,
     /// A refresh is in flight: the next tick does not start another.
     refreshing: bool,
+    /// The last failover plan request's number (answers to older ones are dropped).
+    failover_generation: u64,
+    /// A switchover or promotion sent and not answered yet (its popup may have been hidden).
+    failover_running: Option<FailoverAction>,
     quit: bool,
 }
 
@@ -337,7 +375,10 @@ impl App {
             browser: Browser::default(),
             shard_selected: 0,
             replication_selected: 0,
+            known: Vec::new(),
             refreshing: false,
+            failover_generation: 0,
+            failover_running: None,
             quit: false,
         }
     }
@@ -383,6 +424,15 @@ impl App {
                 .map(|d| &d.endpoint)
                 .filter(|s| s.role == shared::Role::Master)
         })
+    }
+
+    /// Every node the console knows of, as it shows them (see [`nodes`]); empty before the
+    /// first answer.
+    pub fn nodes(&self) -> Vec<NodeView> {
+        self.data
+            .as_ref()
+            .map(|d| nodes::build(d, &self.peers, &self.known))
+            .unwrap_or_default()
     }
 
     /// The status a replica answered itself, if it did.
@@ -434,13 +484,20 @@ impl App {
         }
     }
 
+    /// A refresh, unless one is in flight.
+    fn refresh(&mut self) -> Option<Command> {
+        if self.refreshing {
+            return None;
+        }
+        self.refreshing = true;
+        Some(Command::Refresh {
+            members: self.known.iter().map(|(m, _)| m.address.clone()).collect(),
+        })
+    }
+
     fn on_tick(&mut self, at: Instant) -> Vec<Command> {
         self.now = self.now.max(at);
-        let mut commands = Vec::new();
-        if !self.refreshing {
-            self.refreshing = true;
-            commands.push(Command::Refresh);
-        }
+        let mut commands: Vec<Command> = self.refresh().into_iter().collect();
         if self.screen == Screen::Keys && !self.browser.loading {
             commands.push(self.browser.request());
         }
@@ -456,6 +513,18 @@ impl App {
                     Ok(snapshot) => {
                         if let Ok(cluster) = &snapshot.cluster {
                             self.history.record(at, cluster);
+                            self.known =
+                                std::iter::once((member_of(&cluster.master), cluster.master.role))
+                                    .chain(cluster.replicas.iter().map(|r| {
+                                        (
+                                            Member {
+                                                node_id: r.node_id.clone(),
+                                                address: r.address.clone(),
+                                            },
+                                            Role::Replica,
+                                        )
+                                    }))
+                                    .collect();
                         }
                         let endpoint = &snapshot.endpoint;
                         self.history
@@ -510,6 +579,11 @@ impl App {
                 Vec::new()
             }
             Reply::Written { action, result } => self.on_written(&action, result),
+            Reply::Planned { generation, result } => {
+                self.on_planned(generation, result);
+                Vec::new()
+            }
+            Reply::FailedOver { action, result } => self.on_failed_over(action, result),
         }
     }
 
@@ -604,15 +678,13 @@ impl App {
         }
         // Show the change at once rather than at the next tick.
         let mut commands = vec![self.browser.request()];
-        if !self.refreshing {
-            self.refreshing = true;
-            commands.push(Command::Refresh);
-        }
+        commands.extend(self.refresh());
         commands
     }
 
     /// Asks every replica the master lists for its own status, except those already being
-    /// asked; the endpoint's own status stands for itself when it is a replica.
+    /// asked; a status this refresh already has (the endpoint's, a node the discovery asked)
+    /// stands for itself.
     fn ask_peers(&mut self) -> Vec<Command> {
         let Some(data) = &self.data else {
             return Vec::new();
@@ -628,9 +700,11 @@ impl App {
         self.peers.retain(|id, _| listed.contains(id.as_str()));
         let mut commands = Vec::new();
         for r in &cluster.replicas {
-            if r.node_id == data.endpoint.node_id {
-                self.peers
-                    .insert(r.node_id.clone(), Ok(data.endpoint.clone()));
+            let fresh = std::iter::once(&data.endpoint)
+                .chain(data.nodes.iter().filter_map(|p| p.status.as_ref().ok()))
+                .find(|s| s.node_id == r.node_id);
+            if let Some(status) = fresh {
+                self.peers.insert(r.node_id.clone(), Ok(status.clone()));
             } else if self.peers_asked.insert(r.node_id.clone()) {
                 commands.push(Command::PeerStatus {
                     node_id: r.node_id.clone(),
@@ -682,12 +756,9 @@ impl App {
                 let i = usize::from(u8::try_from(c).unwrap_or(b'1') - b'1');
                 self.switch(Screen::ALL[i])
             }
+            KeyCode::Char('F') => self.open_failover(),
             KeyCode::Char('r') => {
-                let mut commands = Vec::new();
-                if !self.refreshing {
-                    self.refreshing = true;
-                    commands.push(Command::Refresh);
-                }
+                let mut commands: Vec<Command> = self.refresh().into_iter().collect();
                 if self.screen == Screen::Keys {
                     commands.push(self.browser.request());
                 }
@@ -855,6 +926,7 @@ impl App {
                     Vec::new()
                 }
             },
+            Popup::Failover(flow) => self.on_failover_key(*flow, key),
             Popup::Form(mut form) => match key.code {
                 KeyCode::Esc => {
                     self.set_status(StatusKind::Info, "put cancelled".into(), None);
@@ -907,6 +979,14 @@ impl App {
             Some(action.command(&self.config.endpoint)),
         );
         vec![Command::Write(action)]
+    }
+}
+
+/// A node's status as a member (node id and address).
+fn member_of(s: &NodeStatus) -> Member {
+    Member {
+        node_id: s.node_id.clone(),
+        address: s.address.clone(),
     }
 }
 

@@ -13,12 +13,15 @@
 use std::time::{Duration, Instant};
 
 use ratatui::crossterm::event::{self as term, KeyEvent, KeyEventKind};
-use shared::{ClusterStatus, NodeStatus, Version, Versioned};
+use shared::{
+    ClusterStatus, NodeStatus, Version, Versioned,
+    cluster::{FailoverReply, PromoteReply},
+};
 use tokio::sync::mpsc;
 
 use crate::{
     client::{Error, Exit},
-    tui::app::{Purpose, WriteAction},
+    tui::app::{FailoverAction, Plan, Purpose, WriteAction},
 };
 
 /// One thing that happened.
@@ -78,12 +81,30 @@ impl Failure {
 /// What one refresh saw.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
-    /// The node the console talks to (`-e`).
+    /// The node the console talks to: the first of the endpoints (`-e`) that answered, else
+    /// (none of them did) the first other node that did.
     pub endpoint: NodeStatus,
-    /// The master's view of the cluster: asked of the endpoint when it is the master, else of
-    /// the master its link names. `Err` when that failed (the endpoint is a replica whose
-    /// master is down).
+    /// The master's view of the cluster: asked of the master of the highest epoch, wherever
+    /// it is now. `Err` when no master answers (the replicas' own statuses in `nodes` then say
+    /// what they see).
     pub cluster: Result<ClusterStatus, String>,
+    /// Every node asked for its own status in this refresh: the endpoints, the masters they
+    /// name, and, when no master answers, the members known from earlier views.
+    pub nodes: Vec<Probe>,
+    /// Whether one of the endpoints (`-e`) answered (else only members known from before did).
+    pub endpoints_answered: bool,
+    /// The wall clock when the answers were in (milliseconds since the Unix epoch), to say how
+    /// long ago a failover was; the nodes' records carry the same kind of time.
+    pub at_unix_ms: u64,
+}
+
+/// One node asked for its own status during a refresh.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    /// Where it was asked (`host:port`).
+    pub address: String,
+    /// Its status, or why it did not answer.
+    pub status: Result<NodeStatus, String>,
 }
 
 /// One page of keys, in key order.
@@ -136,6 +157,29 @@ pub enum Reply {
         /// The new version (put), the delete's sequence or `None` when the key was absent.
         result: Result<Option<Version>, Failure>,
     },
+    /// A failover plan (`plan_only`) came back.
+    Planned {
+        /// The failover flow's request number: answers to superseded requests are dropped.
+        generation: u64,
+        /// The plan, or why the node did not give one.
+        result: Result<Plan, Failure>,
+    },
+    /// A switchover or a promotion finished.
+    FailedOver {
+        /// What was run.
+        action: FailoverAction,
+        /// What the node answered (boxed: a plan is large), or why it refused.
+        result: Result<Box<FailoverDone>, Failure>,
+    },
+}
+
+/// The node's answer to a switchover or a promotion that was run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FailoverDone {
+    /// The master's answer to `failover`.
+    Switchover(FailoverReply),
+    /// The candidate's answer to `promote`.
+    Promotion(PromoteReply),
 }
 
 /// The receiving end of the loop's channel, with the producers running.

@@ -9,12 +9,34 @@ use serde_bytes::ByteBuf;
 use shared::{
     ClusterStatus, LinkState, MasterLink, NodeStatus, ReplicaShardLag, ReplicaStatus, Role,
     ShardStatus, SyncPolicy, Versioned,
+    cluster::{
+        Candidate, FailoverPlan, FailoverRecord, FailoverReply, LogPos, Member, NodePosition,
+        PromoteReply, PromotionPlan, ShardPlan,
+    },
 };
 
 use crate::tui::{
     app::{App, Command, Config, Purpose},
-    event::{Event, Failure, KeyPage, Reply, Snapshot},
+    event::{Event, Failure, KeyPage, Probe, Reply, Snapshot},
 };
+
+/// The wall clock of refresh 0 (milliseconds since the Unix epoch): 2023-11-14 22:13:20 UTC.
+pub const NOW_MS: u64 = 1_700_000_000_000;
+
+/// The master of the fake cluster, its replicas, and where they are.
+pub const MASTER: (&str, &str) = ("6f1c2a9e-master", "127.0.0.1:3000");
+/// The replica that keeps up.
+pub const R1: (&str, &str) = ("a1b2c3d4-replica", "127.0.0.1:3001");
+/// The replica with a backlog.
+pub const R2: (&str, &str) = ("9e8d7c6b-replica", "127.0.0.1:3002");
+
+/// A member.
+pub fn member((id, address): (&str, &str)) -> Member {
+    Member {
+        node_id: id.into(),
+        address: address.into(),
+    }
+}
 
 /// The endpoint every fake console talks to.
 pub const ENDPOINT: &str = "http://127.0.0.1:3000";
@@ -61,7 +83,7 @@ pub fn node(
         }),
         cluster_id: "c0ffee42-cluster".into(),
         epoch: 1,
-        master: None,
+        master: Some(member(MASTER)),
         writable: role == Role::Master,
         last_failover: None,
     }
@@ -191,10 +213,245 @@ pub fn cluster_at(i: u64) -> (Snapshot, Vec<NodeStatus>) {
     (
         Snapshot {
             endpoint: master.clone(),
+            nodes: vec![Probe {
+                address: MASTER.1.into(),
+                status: Ok(master.clone()),
+            }],
             cluster: Ok(ClusterStatus { master, replicas }),
+            endpoints_answered: true,
+            at_unix_ms: NOW_MS + i * 1000,
         },
         vec![r1, r2],
     )
+}
+
+/// The members of a cluster view, as the console remembers them.
+pub fn members_of(snapshot: &Snapshot) -> Vec<(Member, Role)> {
+    let Ok(c) = &snapshot.cluster else {
+        return Vec::new();
+    };
+    std::iter::once((member((&c.master.node_id, &c.master.address)), Role::Master))
+        .chain(
+            c.replicas
+                .iter()
+                .map(|r| (member((&r.node_id, &r.address)), Role::Replica)),
+        )
+        .collect()
+}
+
+/// Refresh `i` after a switchover from the master to `a1b2c3d4` (epoch 2), 5m 3s before
+/// refresh 0; the console's endpoint is the old master, now a replica that names the new one.
+pub fn switched_over(_t0: Instant, i: u64) -> (Snapshot, Vec<NodeStatus>) {
+    let (before, peers) = cluster_at(i);
+    let Ok(old) = before.cluster else {
+        return (before, peers);
+    };
+    let record = |duration_ms, reason: &str| FailoverRecord {
+        epoch: 2,
+        kind: "switchover".into(),
+        from: Some(member(MASTER)),
+        to: member(R1),
+        at_unix_ms: NOW_MS - 303_000,
+        duration_ms,
+        reason: reason.into(),
+    };
+    let mut new_master = peers[0].clone();
+    new_master.role = Role::Master;
+    new_master.master_link = None;
+    new_master.writable = true;
+    new_master.last_failover = Some(record(0, "handed over by the master"));
+    let mut old_master = old.master.clone();
+    old_master.role = Role::Replica;
+    old_master.writable = false;
+    old_master.master_link = Some(MasterLink {
+        master: R1.1.into(),
+        state: LinkState::Up,
+        since_unix_ms: NOW_MS - 300_000,
+        last_error: None,
+        master_id: Some(R1.0.into()),
+    });
+    old_master.last_failover = Some(record(
+        87,
+        "the most caught up replica whose link is up and that is not resyncing",
+    ));
+    let mut r2 = peers[1].clone();
+    for s in [&mut new_master, &mut old_master, &mut r2] {
+        s.epoch = 2;
+        s.master = Some(member(R1));
+        if let Some(l) = &mut s.master_link {
+            l.master = R1.1.into();
+        }
+    }
+    let mut replicas = old.replicas.clone();
+    replicas[0].node_id = MASTER.0.into();
+    replicas[0].address = MASTER.1.into();
+    (
+        Snapshot {
+            endpoint: old_master.clone(),
+            cluster: Ok(ClusterStatus {
+                master: new_master.clone(),
+                replicas,
+            }),
+            nodes: vec![
+                Probe {
+                    address: MASTER.1.into(),
+                    status: Ok(old_master.clone()),
+                },
+                Probe {
+                    address: R1.1.into(),
+                    status: Ok(new_master),
+                },
+            ],
+            endpoints_answered: true,
+            at_unix_ms: before.at_unix_ms,
+        },
+        vec![old_master, r2],
+    )
+}
+
+/// What a refresh sees once the master is gone: the console was given the master only, and
+/// the two replicas it knew of answer with their link down.
+pub fn master_down(peers: &[NodeStatus]) -> Snapshot {
+    let down = |s: &NodeStatus| {
+        let mut s = s.clone();
+        if let Some(l) = &mut s.master_link {
+            l.state = LinkState::Down;
+            l.since_unix_ms = NOW_MS - 12_000;
+            l.last_error = Some("connection refused".into());
+        }
+        s
+    };
+    let refused = "cannot reach the node at 127.0.0.1:3000: Connection refused (os error 111)";
+    let replicas: Vec<NodeStatus> = peers.iter().map(down).collect();
+    Snapshot {
+        endpoint: replicas[0].clone(),
+        cluster: Err(format!("no master answers: {refused}")),
+        nodes: std::iter::once(Probe {
+            address: MASTER.1.into(),
+            status: Err(refused.into()),
+        })
+        .chain(replicas.iter().map(|s| Probe {
+            address: s.address.clone(),
+            status: Ok(s.clone()),
+        }))
+        .collect(),
+        endpoints_answered: false,
+        at_unix_ms: NOW_MS + 40_000,
+    }
+}
+
+/// The master's switchover plan: both replicas can take over, `a1b2c3d4` is the most caught
+/// up; `to` asks for another (the master's answer for it).
+pub fn switchover_plan(to: Option<&str>) -> FailoverPlan {
+    let candidate = |(id, address), behind: u64| Candidate {
+        node: member((id, address)),
+        link_up: true,
+        resyncing: false,
+        ops_behind: behind,
+        verdict: format!("can take over: {behind} operations behind"),
+    };
+    let candidates = vec![candidate(R1, 0), candidate(R2, 400)];
+    let (target, reason) = match to {
+        Some(id) if id == R2.0 => (Some(member(R2)), "chosen with --to".to_string()),
+        _ => (
+            Some(member(R1)),
+            "the most caught up replica whose link is up and that is not resyncing (0              operations behind)"
+                .to_string(),
+        ),
+    };
+    FailoverPlan {
+        master: member(MASTER),
+        epoch: 1,
+        target,
+        reason,
+        candidates,
+    }
+}
+
+/// The master's answer to the switchover to `to`.
+pub fn switchover_done(to: (&str, &str)) -> FailoverReply {
+    let mut plan = switchover_plan(Some(to.0));
+    plan.target = Some(member(to));
+    FailoverReply {
+        plan,
+        done: true,
+        epoch: 2,
+        pause_ms: 87,
+        positions: vec![5010, 2505],
+    }
+}
+
+/// `candidate`'s promotion plan with the master gone: shard 0 catches up from the other
+/// replica, shard 1 loses 2 writes nobody alive has, so it is refused without `force`.
+pub fn promotion_plan(candidate: (&str, &str), force: bool) -> PromotionPlan {
+    let other = if candidate.0 == R1.0 { R2 } else { R1 };
+    let at = |epoch, seq| LogPos { epoch, seq };
+    let other_at = |seq| NodePosition {
+        node_id: other.0.into(),
+        address: other.1.into(),
+        pos: at(1, seq),
+        master_seq: seq,
+    };
+    PromotionPlan {
+        candidate: member(candidate),
+        epoch: 1,
+        old_master: Some(member(MASTER)),
+        old_master_answers: false,
+        shards: vec![
+            ShardPlan {
+                shard: 0,
+                candidate: at(1, 5000),
+                replicas: vec![other_at(5010)],
+                master_seq_heard: 5010,
+                catch_up_from: Some(other_at(5010)),
+                after_catch_up: at(1, 5010),
+                lost: 0,
+            },
+            ShardPlan {
+                shard: 1,
+                candidate: at(1, 2500),
+                replicas: vec![NodePosition {
+                    master_seq: 2502,
+                    ..other_at(2500)
+                }],
+                master_seq_heard: 2502,
+                catch_up_from: None,
+                after_catch_up: at(1, 2500),
+                lost: 2,
+            },
+        ],
+        lost: 2,
+        unreachable: vec![member(MASTER)],
+        refusal: (!force).then(|| {
+            format!(
+                "promoting {} would lose 2 writes that the master had and no live node has                  (shard 1: 2 (master at 2502, best live 2500)); bring the master back, or pass                  --force to accept the loss",
+                candidate.0
+            )
+        }),
+    }
+}
+
+/// The candidate's answer to a forced promotion.
+pub fn promotion_done(candidate: (&str, &str)) -> PromoteReply {
+    PromoteReply {
+        plan: promotion_plan(candidate, true),
+        done: true,
+        epoch: 2,
+        caught_up: 10,
+    }
+}
+
+/// A console that saw the cluster for 30 refreshes, then the master die (the replicas answer).
+pub fn master_down_console(t0: Instant, read_only: bool) -> App {
+    let mut app = console(t0, 30, read_only);
+    let at = t0 + Duration::from_secs(40);
+    app.update(Event::Tick(at));
+    let (_, peers) = cluster_at(30);
+    app.update(Event::Reply(Reply::Refreshed {
+        at,
+        result: Ok(Box::new(master_down(&peers))),
+    }));
+    app
 }
 
 /// What refresh `i` sees (see [`cluster_at`]).
@@ -210,6 +467,7 @@ pub fn config(now: Instant, read_only: bool) -> Config {
         read_only,
         log_file: "/home/op/.local/state/kvctl/tui.log".into(),
         now,
+        timeout: Duration::from_secs(10),
     }
 }
 

@@ -20,13 +20,18 @@ const WIDE: u16 = 110;
 
 /// A screen's bordered panel with a title.
 fn panel(title: impl Into<String>) -> Block<'static> {
+    panel_line(Line::from(Span::styled(
+        format!(" {} ", title.into()),
+        HEADER,
+    )))
+}
+
+/// A screen's bordered panel with a title of several styles.
+fn panel_line(title: Line<'static>) -> Block<'static> {
     Block::bordered()
         .border_type(BorderType::Rounded)
         .border_style(Style::new().fg(Color::DarkGray))
-        .title(Line::from(Span::styled(
-            format!(" {} ", title.into()),
-            HEADER,
-        )))
+        .title(title)
 }
 
 /// A right-aligned cell, for numbers.

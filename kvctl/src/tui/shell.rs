@@ -1,11 +1,15 @@
-//! The `kvctl` command line that does the same as a write made in the console, shown in the
-//! status bar so an operator can script what they just did.
+//! The `kvctl` command line that does the same as a write (or a failover) made in the console,
+//! shown in the status bar so an operator can script what they just did.
 //!
 //! Arguments are quoted for a POSIX shell: plain words as they are, other text in single
 //! quotes, and bytes that are not printable text in bash's `$'\xNN'` form. Arguments that
 //! start with `-` come after `--`, as `kvctl put` asks.
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, time::Duration};
+
+/// kvctl's default `--timeout`: a command line names `--timeout` only when the console's
+/// differs.
+const DEFAULT_TIMEOUT: Duration = shared::client::DEFAULT_TIMEOUT;
 
 /// Bytes as one shell word.
 pub fn word(bytes: &[u8]) -> String {
@@ -62,6 +66,35 @@ pub fn delete(endpoint: &str, key: &[u8]) -> String {
     format!("kvctl -e {endpoint} delete {dashes}{}", word(key))
 }
 
+/// ` --timeout 30s` when `timeout` is not kvctl's default, else nothing.
+fn timeout_flag(timeout: Duration) -> String {
+    if timeout == DEFAULT_TIMEOUT {
+        String::new()
+    } else {
+        format!(" --timeout {}", crate::output::seconds(timeout))
+    }
+}
+
+/// `kvctl -e ENDPOINTS [--timeout S] failover --to NODE`.
+pub fn failover(endpoints: &str, to: &str, timeout: Duration) -> String {
+    format!(
+        "kvctl -e {endpoints}{} failover --to {}",
+        timeout_flag(timeout),
+        word(to.as_bytes())
+    )
+}
+
+/// `kvctl -e ENDPOINT [--timeout S] promote NODE [--force]`.
+pub fn promote(endpoint: &str, node: &str, force: bool, timeout: Duration) -> String {
+    let dashes = if node.starts_with('-') { "-- " } else { "" };
+    format!(
+        "kvctl -e {endpoint}{} promote {dashes}{}{}",
+        timeout_flag(timeout),
+        word(node.as_bytes()),
+        if force { " --force" } else { "" }
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +137,27 @@ mod tests {
         assert_eq!(
             delete(E, b"-x"),
             "kvctl -e http://127.0.0.1:3000 delete -- -x"
+        );
+    }
+
+    #[test]
+    fn failover_commands() {
+        let ten = Duration::from_secs(10);
+        assert_eq!(
+            failover("http://a:1,http://b:2", "a1b2c3d4-replica", ten),
+            "kvctl -e http://a:1,http://b:2 failover --to a1b2c3d4-replica"
+        );
+        assert_eq!(
+            failover(E, "r1", Duration::from_millis(2500)),
+            "kvctl -e http://127.0.0.1:3000 --timeout 2.5s failover --to r1"
+        );
+        assert_eq!(
+            promote("http://127.0.0.1:3001", "a1b2c3d4-replica", true, ten),
+            "kvctl -e http://127.0.0.1:3001 promote a1b2c3d4-replica --force"
+        );
+        assert_eq!(
+            promote(E, "-odd", false, Duration::from_secs(30)),
+            "kvctl -e http://127.0.0.1:3000 --timeout 30s promote -- -odd"
         );
     }
 }

@@ -1,6 +1,7 @@
 //! Snapshots of every screen and popup, drawn into ratatui's `TestBackend` at 80x24 (the
 //! smallest supported terminal) and 120x40, from the deterministic fake cluster in `fake.rs`
-//! (fixed addresses, node ids and times relative to one `Instant`, so nothing needs filtering).
+//! (fixed addresses, node ids, wall-clock times and times relative to one `Instant`, so
+//! nothing needs filtering).
 //!
 //! The `.snap` files live in `tui/snapshots/`; after a deliberate change of the layout, run
 //! `INSTA_UPDATE=always cargo test -p kvctl` and read the diff of the files before committing.
@@ -10,9 +11,9 @@ use std::time::{Duration, Instant};
 use ratatui::{Terminal, backend::TestBackend, crossterm::event::KeyCode, style::Color};
 
 use crate::tui::{
-    app::{App, Purpose, WriteAction},
-    event::{Event, Reply},
-    fake::{self, fetched, key, keys_console, typed},
+    app::{App, Command, FailoverAction, Plan, Purpose, WriteAction},
+    event::{Event, FailoverDone, Failure, Probe, Reply},
+    fake::{self, R1, fetched, key, keys_console, member, typed},
 };
 
 /// The sizes every scene is drawn at.
@@ -108,12 +109,21 @@ fn a_replica_endpoint_whose_master_is_down() {
         snapshot(&format!("replica_without_master_{screen}"), |t0| {
             let mut app = App::new(fake::config(t0, false));
             let (mut snapshot, peers) = fake::cluster_at(0);
+            let refused = "cannot reach the node at 127.0.0.1:3000: Connection refused \
+                           (os error 111)";
             snapshot.endpoint = peers[0].clone();
-            snapshot.cluster = Err(
-                "cannot reach the node at 127.0.0.1:3000: Connection refused \
-                                    (os error 111)"
-                    .into(),
-            );
+            snapshot.cluster = Err(refused.into());
+            // Given only the replica: it answers, the master it names does not.
+            snapshot.nodes = vec![
+                Probe {
+                    address: "127.0.0.1:3001".into(),
+                    status: Ok(peers[0].clone()),
+                },
+                Probe {
+                    address: "127.0.0.1:3000".into(),
+                    status: Err(refused.into()),
+                },
+            ];
             app.update(Event::Reply(Reply::Refreshed {
                 at: t0,
                 result: Ok(Box::new(snapshot)),
@@ -204,6 +214,177 @@ fn read_only() {
     });
 }
 
+/// Answers the plan request among `commands` with `plan`.
+fn answer_plan(app: &mut App, commands: &[Command], plan: Plan) {
+    let generation = commands
+        .iter()
+        .find_map(|c| match c {
+            Command::Plan { generation, .. } => Some(*generation),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no plan asked in {commands:?}"));
+    app.update(Event::Reply(Reply::Planned {
+        generation,
+        result: Ok(plan),
+    }));
+}
+
+/// The console with the master's switchover plan shown.
+fn switchover_plan(t0: Instant) -> App {
+    let mut app = fake::console(t0, 30, false);
+    let commands = app.update(key(KeyCode::Char('F')));
+    answer_plan(
+        &mut app,
+        &commands,
+        Plan::Switchover(fake::switchover_plan(None)),
+    );
+    app
+}
+
+/// The switchover confirmed with `prefix`, running since `t0 + 30s`, answered after 1.5 s.
+fn switchover_running(t0: Instant, prefix: &str) -> App {
+    let mut app = switchover_plan(t0);
+    press(&mut app, KeyCode::Enter);
+    typed(&mut app, prefix);
+    press(&mut app, KeyCode::Enter);
+    app.update(Event::Tick(t0 + Duration::from_millis(31_500)));
+    app
+}
+
+fn switchover_to_r1() -> FailoverAction {
+    FailoverAction::Switchover {
+        to: member(R1),
+        timeout: Duration::from_secs(10),
+    }
+}
+
+#[test]
+fn cluster_after_a_switchover_and_with_the_master_down() {
+    snapshot("cluster_switched_over", |t0| {
+        let mut app = fake::console(t0, 30, false);
+        for i in 30..40 {
+            let at = t0 + Duration::from_secs(i);
+            app.update(Event::Tick(at));
+            let (snapshot, peers) = fake::switched_over(t0, i);
+            for c in app.update(Event::Reply(Reply::Refreshed {
+                at,
+                result: Ok(Box::new(snapshot)),
+            })) {
+                if let Command::PeerStatus { node_id, .. } = c {
+                    let status = peers.iter().find(|p| p.node_id == node_id).cloned();
+                    app.update(Event::Reply(Reply::PeerStatus {
+                        result: status.map(Box::new).ok_or_else(|| "unknown".to_string()),
+                        node_id,
+                    }));
+                }
+            }
+        }
+        app
+    });
+    snapshot("cluster_master_down", |t0| {
+        fake::master_down_console(t0, false)
+    });
+}
+
+#[test]
+fn switchover_plan_confirm_and_outcome() {
+    snapshot("failover_plan", switchover_plan);
+    snapshot("failover_plan_other_pick", |t0| {
+        let mut app = switchover_plan(t0);
+        let commands = app.update(key(KeyCode::Down));
+        answer_plan(
+            &mut app,
+            &commands,
+            Plan::Switchover(fake::switchover_plan(Some(fake::R2.0))),
+        );
+        app
+    });
+    snapshot("failover_confirm", |t0| {
+        let mut app = switchover_plan(t0);
+        press(&mut app, KeyCode::Enter);
+        typed(&mut app, "a1b");
+        app
+    });
+    snapshot("failover_confirm_wrong_prefix", |t0| {
+        let mut app = switchover_plan(t0);
+        press(&mut app, KeyCode::Enter);
+        typed(&mut app, "a1bX");
+        press(&mut app, KeyCode::Enter);
+        app
+    });
+    snapshot("failover_running", |t0| switchover_running(t0, "a1b2"));
+    snapshot("failover_done", |t0| {
+        let mut app = switchover_running(t0, "a1b2");
+        app.update(Event::Reply(Reply::FailedOver {
+            action: switchover_to_r1(),
+            result: Ok(Box::new(FailoverDone::Switchover(fake::switchover_done(
+                R1,
+            )))),
+        }));
+        app
+    });
+    snapshot("failover_refused", |t0| {
+        let mut app = switchover_running(t0, "a1b2");
+        app.update(Event::Reply(Reply::FailedOver {
+            action: switchover_to_r1(),
+            result: Err(Failure::refused(
+                "replica a1b2c3d4-replica did not catch up within 10000 ms: shard 0 at 4990 \
+                 of 5010",
+            )),
+        }));
+        app
+    });
+}
+
+#[test]
+fn promotion_plan_force_and_outcome() {
+    let promotion = |t0: Instant, force: bool| {
+        let mut app = fake::master_down_console(t0, false);
+        let commands = app.update(key(KeyCode::Char('F')));
+        answer_plan(
+            &mut app,
+            &commands,
+            Plan::Promotion(fake::promotion_plan(R1, false)),
+        );
+        if force {
+            let commands = app.update(key(KeyCode::Char('f')));
+            answer_plan(
+                &mut app,
+                &commands,
+                Plan::Promotion(fake::promotion_plan(R1, true)),
+            );
+        }
+        app
+    };
+    snapshot("promotion_plan", |t0| {
+        let mut app = promotion(t0, false);
+        // Enter on a plan that loses writes, without --force: refused, and says why.
+        press(&mut app, KeyCode::Enter);
+        app
+    });
+    snapshot("promotion_forced_confirm", |t0| {
+        let mut app = promotion(t0, true);
+        press(&mut app, KeyCode::Enter);
+        typed(&mut app, "a1b2");
+        app
+    });
+    snapshot("promotion_done", |t0| {
+        let mut app = promotion(t0, true);
+        press(&mut app, KeyCode::Enter);
+        typed(&mut app, "a1b2");
+        press(&mut app, KeyCode::Enter);
+        app.update(Event::Reply(Reply::FailedOver {
+            action: FailoverAction::Promotion {
+                candidate: member(R1),
+                force: true,
+                timeout: Duration::from_secs(10),
+            },
+            result: Ok(Box::new(FailoverDone::Promotion(fake::promotion_done(R1)))),
+        }));
+        app
+    });
+}
+
 #[test]
 fn disconnected_data_is_greyed_and_connected_data_is_not() {
     let t0 = Instant::now();
@@ -236,5 +417,18 @@ fn every_size_from_the_smallest_up_draws_without_panicking() {
         for (w, h) in [(20, 5), (80, 24), (81, 25), (200, 60)] {
             draw(&app, w, h);
         }
+    }
+    let scenes = [
+        switchover_plan(t0),
+        switchover_running(t0, "a1b2"),
+        fake::master_down_console(t0, false),
+    ];
+    for mut app in scenes {
+        for (w, h) in [(1, 1), (20, 5), (40, 10), (80, 24), (200, 60)] {
+            draw(&app, w, h);
+        }
+        press(&mut app, KeyCode::Char('F'));
+        draw(&app, 20, 5);
+        draw(&app, 80, 24);
     }
 }

@@ -8,7 +8,7 @@
 //!  └ footer: the keys that work here                              ? help  q quit┘
 //! ```
 //!
-//! Popups (help, value, delete confirmation, put form) are drawn last, over the rest.
+//! Popups (help, value, delete confirmation, put form, failover) are drawn last, over the rest.
 
 use ratatui::{
     buffer::Buffer,
@@ -21,11 +21,13 @@ use ratatui::{
 use crate::{
     output::{display_bytes, human_bytes, human_uptime},
     tui::{
-        app::{App, Conn, Field, Form, Popup, Screen, StatusKind, ValueView},
-        screen,
+        app::{App, Conn, Field, Form, Popup, Screen, StatusKind, Step, ValueView},
+        nodes, screen,
         widgets::{centered, hex_dump, hex_dump_lines, hints, input_line, popup_frame},
     },
 };
+
+mod failover;
 
 /// The style of data that is not current.
 pub const STALE: Style = Style::new().fg(Color::DarkGray);
@@ -63,6 +65,7 @@ impl Widget for &App {
             Some(Popup::Value(view)) => render_value(self, view, area, buf),
             Some(Popup::Confirm { key }) => render_confirm(self, key, area, buf),
             Some(Popup::Form(form)) => render_form(self, form, area, buf),
+            Some(Popup::Failover(flow)) => failover::render(self, flow, area, buf),
         }
     }
 }
@@ -79,6 +82,10 @@ fn split_right(area: Rect, right: &Line<'_>) -> (Rect, Rect) {
 fn render_header(app: &App, area: Rect, buf: &mut Buffer) {
     let conn = match &app.conn {
         Conn::Connecting => Line::from(" ◌ connecting… ".yellow()),
+        Conn::Connected if app.data.as_ref().is_some_and(|d| !d.endpoints_answered) => {
+            // Only members known from before answered, not the endpoints given.
+            Line::from(" ◐ -e down, via members ".yellow())
+        }
         Conn::Connected => Line::from(" ● connected ".green()),
         Conn::Disconnected { .. } => {
             let age = app
@@ -104,35 +111,72 @@ fn render_header(app: &App, area: Rect, buf: &mut Buffer) {
     }
     badges.push(Span::raw(" "));
     // The cluster in words, shortened until it fits beside the connection state.
-    let forms: Vec<Vec<Span<'static>>> = match app.master() {
-        Some(master) => {
-            let replicas = app.cluster().map_or(0, |c| c.replicas.len());
+    let overview = nodes::overview(&app.nodes());
+    let epoch = overview
+        .epoch
+        .map_or_else(String::new, |e| format!(" · epoch {e}"));
+    let forms: Vec<Vec<Span<'static>>> = match (&overview.master, app.data.as_ref()) {
+        (Some((master, writable)), _) => {
+            let replicas = overview.replicas;
             let noun = if replicas == 1 { "replica" } else { "replicas" };
+            let shards = app.master().map_or(0, |m| m.shards.len());
             let address = Span::styled(master.address.clone(), Style::new().bold());
-            let counts = format!(" · {replicas} {noun} · {} shards", master.shards.len());
+            let counts = format!(" · {replicas} {noun} · {shards} shards");
+            let paused = if *writable {
+                Span::raw("")
+            } else {
+                Span::styled(" · writes paused", Style::new().fg(Color::Yellow).bold())
+            };
             vec![
                 vec![
                     Span::raw("cluster of master "),
                     address.clone(),
+                    Span::raw(epoch.clone()),
+                    paused.clone(),
                     Span::raw(counts.clone()),
                 ],
-                vec![Span::raw("master "), address.clone(), Span::raw(counts)],
+                vec![
+                    Span::raw("master "),
+                    address.clone(),
+                    Span::raw(epoch.clone()),
+                    paused.clone(),
+                    Span::raw(counts),
+                ],
+                vec![
+                    Span::raw("master "),
+                    address.clone(),
+                    Span::raw(epoch.clone()),
+                    paused,
+                ],
                 vec![Span::raw("master "), address],
             ]
         }
-        None => match app.data.as_ref() {
-            Some(d) => vec![
-                vec![Span::raw(format!(
-                    "replica {} · master not reachable",
-                    d.endpoint.address
-                ))],
-                vec![Span::raw(format!("replica {}", d.endpoint.address))],
-            ],
-            None => vec![vec![Span::raw(format!(
-                "cluster at {}",
-                app.config.endpoint
-            ))]],
-        },
+        (None, Some(_)) => {
+            let none = Span::styled("no master answers", Style::new().fg(Color::Red).bold());
+            let answer = format!(
+                " · {} of {} replicas answer",
+                overview.replicas_answering, overview.replicas
+            );
+            let lost = overview
+                .lost_master
+                .as_ref()
+                .map_or_else(String::new, |m| format!(" · master {} down", m.address));
+            vec![
+                vec![
+                    none.clone(),
+                    Span::raw(epoch.clone()),
+                    Span::raw(answer.clone()),
+                    Span::raw(lost),
+                ],
+                vec![none.clone(), Span::raw(epoch.clone()), Span::raw(answer)],
+                vec![none.clone(), Span::raw(epoch)],
+                vec![none],
+            ]
+        }
+        (None, None) => vec![vec![Span::raw(format!(
+            "cluster at {}",
+            app.config.endpoint
+        ))]],
     };
     let fits = |spans: &Vec<Span<'static>>| {
         Line::from([badges.clone(), spans.clone()].concat()).width() <= usize::from(left.width)
@@ -273,11 +317,23 @@ fn screen_hints(app: &App) -> Vec<(&'static str, &'static str)> {
         Some(Popup::Form(_)) => {
             return vec![("Tab", "next field"), ("⏎", "put"), ("Esc", "cancel")];
         }
+        // The popup lists its own keys.
+        Some(Popup::Failover(flow)) => {
+            return match flow.step {
+                Step::Running { .. } => vec![("Esc", "hide")],
+                Step::Done { .. } => vec![("Esc", "close")],
+                Step::Plan | Step::Confirm { .. } => vec![("Esc", "cancel")],
+            };
+        }
         None => {}
     }
     let mut pairs = Vec::new();
     match app.screen {
-        Screen::Cluster => {}
+        Screen::Cluster => {
+            if !app.config.read_only {
+                pairs.push(("F", "failover"));
+            }
+        }
         Screen::Shards => pairs.push(("↑↓", "shard")),
         Screen::Replication => pairs.push(("↑↓", "select")),
         Screen::Keys => {
@@ -323,7 +379,7 @@ fn render_footer(app: &App, area: Rect, buf: &mut Buffer) {
 }
 
 /// Every key, for the help popup: (section, [(keys, what they do)]).
-const HELP: [(&str, &[(&str, &str)]); 3] = [
+const HELP: [(&str, &[(&str, &str)]); 4] = [
     (
         "Anywhere",
         &[
@@ -360,6 +416,15 @@ const HELP: [(&str, &[(&str, &str)]); 3] = [
             ("d", "delete selected (y/n)"),
         ],
     ),
+    (
+        "Failover",
+        &[
+            ("F", "switchover / promote: plan"),
+            ("↑↓  f", "pick candidate, --force"),
+            ("id ⏎", "type 4+ chars of its id: run"),
+            ("Esc", "cancel (before it runs)"),
+        ],
+    ),
 ];
 
 fn help_lines(sections: &[(&str, &[(&str, &str)])]) -> Vec<Line<'static>> {
@@ -394,7 +459,7 @@ fn render_help(app: &App, area: Rect, buf: &mut Buffer) {
             .spacing(1)
             .areas(columns);
     Paragraph::new(help_lines(&HELP[..2])).render(left, buf);
-    Paragraph::new(help_lines(&HELP[2..3])).render(right, buf);
+    Paragraph::new(help_lines(&HELP[2..4])).render(right, buf);
     let mut notes = vec![
         Span::raw(" log: ").dark_gray(),
         Span::raw(app.config.log_file.clone()),
@@ -404,7 +469,8 @@ fn render_help(app: &App, area: Rect, buf: &mut Buffer) {
     }
     Paragraph::new(vec![
         Line::from(vec![
-            Span::raw(" every write shows its kvctl command in the status bar").dark_gray(),
+            Span::raw(" every write and failover shows its kvctl command in the status bar")
+                .dark_gray(),
         ]),
         Line::from(notes),
     ])

@@ -13,28 +13,35 @@
 //!
 //! - A refresh is one discovery: every endpoint's status at once (the first that answers is
 //!   "the endpoint" the console shows), and the cluster as the master of the highest epoch
-//!   sees it, wherever it is now (it follows a failover by itself).
+//!   sees it, wherever it is now (it follows a failover by itself). When no master answers,
+//!   the members known from earlier views are asked too, so the replicas' own view (epoch,
+//!   the master they name, their link) is there even for a console given only the master.
 //! - Reads (scan, get) go to the first endpoint that answers; writes to the master, as
 //!   `kvctl put` and `kvctl delete` do.
 //! - A replica's own status (uptime, keys, disk) is asked of it directly, at most
 //!   [`PEER_WAIT`], so a replica that does not answer never holds up the rest.
+//! - A switchover (and its plan) goes to the master, as `kvctl failover` sends it; a
+//!   promotion (and its plan) to the candidate itself, as `kvctl promote` sends it.
 
 use std::{sync::Arc, time::Duration};
 
+use futures::future::join_all;
 use serde_bytes::ByteBuf;
 use shared::{
-    ClusterStatus, PutCondition, PutRequest, ScanRequest,
-    addr::parse_endpoint,
-    client::{Client, Node},
+    ClusterStatus, KvError, PutCondition, PutRequest, ScanRequest,
+    addr::{Endpoint, parse_endpoint},
+    client::{self, Client, Node},
+    cluster::{FailoverRequest, Member, PromoteRequest},
 };
 use tokio::sync::mpsc;
 
 use crate::{
     client::{DEFAULT_PORT, Error},
+    output::now_unix_ms,
     tui::{
-        app::{Command, WriteAction},
+        app::{Command, FailoverAction, Plan, PlanRequest, WriteAction},
         browser::ScanPlan,
-        event::{Event, Failure, KeyPage, Reply, Snapshot},
+        event::{Event, FailoverDone, Failure, KeyPage, Probe, Reply, Snapshot},
     },
 };
 
@@ -82,8 +89,8 @@ impl Worker {
     async fn execute(&self, command: Command) -> Reply {
         let client = &self.inner.client;
         match command {
-            Command::Refresh => {
-                let result = self.refresh().await.map(Box::new).map_err(|e| {
+            Command::Refresh { members } => {
+                let result = self.refresh(&members).await.map(Box::new).map_err(|e| {
                     tracing::debug!(error = %e, "refresh failed");
                     Failure::from(e)
                 });
@@ -122,27 +129,108 @@ impl Worker {
                 });
                 Reply::Written { action, result }
             }
+            Command::Plan {
+                generation,
+                request,
+                timeout,
+            } => Reply::Planned {
+                generation,
+                result: self.plan(request, timeout).await.map_err(|e| {
+                    tracing::info!(error = %e, "no failover plan");
+                    Failure::from(e)
+                }),
+            },
+            Command::Failover(action) => {
+                tracing::warn!(command = ?action, "failover from the console");
+                let result = self.failover(&action).await.map(Box::new).map_err(|e| {
+                    tracing::warn!(error = %e, "failover failed");
+                    Failure::from(e)
+                });
+                Reply::FailedOver { action, result }
+            }
         }
+    }
+
+    /// A switchover plan from the master, or a promotion plan from the candidate.
+    async fn plan(&self, request: PlanRequest, timeout: Duration) -> Result<Plan, Error> {
+        let timeout_ms = millis(timeout);
+        match request {
+            PlanRequest::Switchover { to } => {
+                let req = FailoverRequest {
+                    to,
+                    plan_only: true,
+                    timeout_ms,
+                };
+                let reply = self.inner.client.failover(req).await;
+                Ok(Plan::Switchover(not_followed(reply)?.plan))
+            }
+            PlanRequest::Promotion { candidate, force } => {
+                let req = PromoteRequest {
+                    force,
+                    plan_only: true,
+                    timeout_ms,
+                };
+                let reply = self.candidate(&candidate).await?.promote(req).await?;
+                Ok(Plan::Promotion(reply.plan))
+            }
+        }
+    }
+
+    /// Runs a switchover (on the master) or a promotion (on the candidate).
+    async fn failover(&self, action: &FailoverAction) -> Result<FailoverDone, Error> {
+        match action {
+            FailoverAction::Switchover { to, timeout } => {
+                let req = FailoverRequest {
+                    to: Some(to.node_id.clone()),
+                    plan_only: false,
+                    timeout_ms: millis(*timeout),
+                };
+                let reply = self.inner.client.failover(req).await;
+                Ok(FailoverDone::Switchover(not_followed(reply)?))
+            }
+            FailoverAction::Promotion {
+                candidate,
+                force,
+                timeout,
+            } => {
+                let req = PromoteRequest {
+                    force: *force,
+                    plan_only: false,
+                    timeout_ms: millis(*timeout),
+                };
+                let reply = self.candidate(candidate).await?.promote(req).await?;
+                Ok(FailoverDone::Promotion(reply))
+            }
+        }
+    }
+
+    /// A connection to a candidate for promotion, at its advertised address.
+    async fn candidate(&self, candidate: &Member) -> Result<Node, Error> {
+        let endpoint = parse_endpoint(&candidate.address, DEFAULT_PORT)
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        Ok(self.inner.client.node(&endpoint).await?)
     }
 
     /// A node's own status, by its advertised address, within [`PEER_WAIT`].
     async fn peer_status(&self, address: &str) -> Result<shared::NodeStatus, Error> {
-        let client = &self.inner.client;
         let endpoint =
             parse_endpoint(address, DEFAULT_PORT).map_err(|e| Error::Usage(e.to_string()))?;
-        let wait = client.timeout().min(PEER_WAIT);
-        let node = client.node(&endpoint).await?;
-        Ok(node
-            .until(std::time::Instant::now() + wait)
-            .status()
-            .await?)
+        self.status_at(&endpoint).await
     }
 
-    async fn refresh(&self) -> Result<Snapshot, Error> {
+    /// One discovery, the master's view, and with no master the `members` known before.
+    async fn refresh(&self, members: &[String]) -> Result<Snapshot, Error> {
         let client = &self.inner.client;
         let found = client.discover().await;
-        let (_, endpoint) = found.first_answer()?;
-        let endpoint = endpoint.clone();
+        let mut asked: Vec<Endpoint> = found.nodes.iter().map(|n| n.endpoint.clone()).collect();
+        let mut nodes: Vec<Probe> = found
+            .nodes
+            .iter()
+            .map(|n| Probe {
+                address: n.endpoint.to_string(),
+                status: n.answer.clone().map_err(|e| e.to_string()),
+            })
+            .collect();
         let cluster = match found.master() {
             Some((at, _)) => self.cluster_of(at).await.map_err(|e| e.to_string()),
             None => Err(format!(
@@ -150,7 +238,50 @@ impl Worker {
                 found.describe().join("; ")
             )),
         };
-        Ok(Snapshot { endpoint, cluster })
+        if cluster.is_err() {
+            let extra: Vec<Endpoint> = members
+                .iter()
+                .filter_map(|m| parse_endpoint(m, DEFAULT_PORT).ok())
+                .filter(|e| {
+                    let new = !asked.contains(e);
+                    if new {
+                        asked.push(e.clone());
+                    }
+                    new
+                })
+                .collect();
+            let answers = join_all(extra.iter().map(|e| self.status_at(e))).await;
+            nodes.extend(extra.iter().zip(answers).map(|(e, a)| Probe {
+                address: e.to_string(),
+                status: a.map_err(|e| e.to_string()),
+            }));
+        }
+        let endpoints_answered = found.first_answer().is_ok();
+        let endpoint = match found.first_answer() {
+            Ok((_, s)) => s.clone(),
+            Err(e) => match nodes.iter().find_map(|p| p.status.as_ref().ok()) {
+                Some(s) => s.clone(),
+                None => return Err(e.into()),
+            },
+        };
+        Ok(Snapshot {
+            endpoint,
+            cluster,
+            nodes,
+            endpoints_answered,
+            at_unix_ms: now_unix_ms(),
+        })
+    }
+
+    /// A node's status within [`PEER_WAIT`].
+    async fn status_at(&self, endpoint: &Endpoint) -> Result<shared::NodeStatus, Error> {
+        let client = &self.inner.client;
+        let wait = client.timeout().min(PEER_WAIT);
+        let node = client.node(endpoint).await?;
+        Ok(node
+            .until(std::time::Instant::now() + wait)
+            .status()
+            .await?)
     }
 
     /// The cluster as the master at `at` sees it.
@@ -175,6 +306,23 @@ impl Worker {
             WriteAction::Delete { key } => client.delete(key).await,
         };
         Ok(result?)
+    }
+}
+
+/// A duration as a request's `timeout_ms`.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A failover answer, where a `NotMaster` from the master found (the mastership moved while
+/// the request was on its way) is said as `kvctl failover` says it: nothing was done.
+fn not_followed<T>(reply: Result<T, client::Error>) -> Result<T, Error> {
+    match reply {
+        Err(e @ client::Error::Kv(KvError::NotMaster { .. })) => Err(Error::Usage(format!(
+            "the master changed while the failover was on its way, so nothing was done: {e}; \
+             see the Cluster screen, and try again if it is still wanted"
+        ))),
+        other => Ok(other?),
     }
 }
 
@@ -295,7 +443,9 @@ mod tests {
     async fn failed_then_answered_refresh() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let worker = Worker::new(client(vec![closed_endpoint()]), tx.clone());
-        worker.run(Command::Refresh);
+        worker.run(Command::Refresh {
+            members: Vec::new(),
+        });
         match rx.recv().await {
             Some(Event::Reply(Reply::Refreshed { result: Err(f), .. })) => {
                 assert!(f.unreachable, "{f:?}");
@@ -305,7 +455,9 @@ mod tests {
         }
         let served = serve(Fake::default()).await;
         let worker = Worker::new(client(vec![served]), tx);
-        worker.run(Command::Refresh);
+        worker.run(Command::Refresh {
+            members: Vec::new(),
+        });
         match rx.recv().await {
             Some(Event::Reply(Reply::Refreshed { result: Ok(s), .. })) => {
                 assert_eq!(s.endpoint.role, Role::Master);
@@ -323,7 +475,9 @@ mod tests {
                 let replica = serve(Fake::replica("r1", &master)).await;
                 let (tx, mut rx) = mpsc::unbounded_channel();
                 let worker = Worker::new(client(vec![closed_endpoint(), replica]), tx);
-                worker.run(Command::Refresh);
+                worker.run(Command::Refresh {
+                    members: Vec::new(),
+                });
                 match rx.recv().await {
                     Some(Event::Reply(Reply::Refreshed { result: Ok(s), .. })) => {
                         assert_eq!(s.endpoint.node_id, "r1");

@@ -15,6 +15,16 @@ fn press(app: &mut App, code: KeyCode) -> Vec<Command> {
     app.update(key(code))
 }
 
+/// A refresh that also asks `members` when no master answers.
+fn refresh(members: &[&str]) -> Command {
+    Command::Refresh {
+        members: members.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// The members of the fake cluster, as a refresh asks them.
+const MEMBERS: [&str; 3] = ["127.0.0.1:3000", "127.0.0.1:3001", "127.0.0.1:3002"];
+
 fn written(action: WriteAction, result: Result<Option<u64>, Failure>) -> Event {
     Event::Reply(Reply::Written { action, result })
 }
@@ -66,7 +76,7 @@ fn the_keys_screen_loads_its_page_when_shown_and_on_every_tick() {
     );
     // While that page is in flight a tick only refreshes.
     let commands = app.update(Event::Tick(t0 + Duration::from_secs(10)));
-    assert_eq!(commands, vec![Command::Refresh]);
+    assert_eq!(commands, vec![refresh(&MEMBERS)]);
     answer_scan(&mut app, &shown, KeyPage::default());
     let commands = app.update(Event::Tick(t0 + Duration::from_secs(11)));
     // The refresh of the previous tick has not answered: only the page is asked again.
@@ -108,7 +118,7 @@ fn one_refresh_at_a_time() {
     let t0 = Instant::now();
     let mut app = App::new(fake::config(t0, false));
     assert_eq!(app.conn, Conn::Connecting);
-    assert_eq!(app.update(Event::Tick(t0)), vec![Command::Refresh]);
+    assert_eq!(app.update(Event::Tick(t0)), vec![refresh(&[])]);
     assert_eq!(app.update(Event::Tick(t0 + Duration::from_secs(1))), vec![]);
     assert_eq!(press(&mut app, KeyCode::Char('r')), vec![]);
     app.update(Event::Reply(Reply::Refreshed {
@@ -116,7 +126,7 @@ fn one_refresh_at_a_time() {
         result: Ok(Box::new(fake::snapshot(0))),
     }));
     assert_eq!(app.conn, Conn::Connected);
-    assert_eq!(press(&mut app, KeyCode::Char('r')), vec![Command::Refresh]);
+    assert_eq!(press(&mut app, KeyCode::Char('r')), vec![refresh(&MEMBERS)]);
 }
 
 #[test]
@@ -133,7 +143,7 @@ fn a_lost_connection_keeps_the_data_and_recovers_by_itself() {
     assert_eq!(app.data_age(), Some(Duration::from_secs(3)));
     // Every tick while down asks again: recovering needs no key press.
     let commands = app.update(Event::Tick(t0 + Duration::from_secs(8)));
-    assert_eq!(commands, vec![Command::Refresh]);
+    assert_eq!(commands, vec![refresh(&MEMBERS)]);
     app.update(Event::Reply(Reply::Refreshed {
         at: t0 + Duration::from_secs(8),
         result: Ok(Box::new(fake::snapshot(8))),

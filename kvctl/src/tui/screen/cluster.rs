@@ -1,100 +1,36 @@
-//! Screen 1, Cluster: every node with its role, address, state, uptime, shards, keys and disk
-//! size, and the write rate of each as a sparkline.
+//! Screen 1, Cluster: every node with its role, epoch, address, state, uptime, shards, keys and
+//! disk size, and the write and read rates of each as sparklines; the panel's title says the
+//! epoch and whether the master admits writes, its bottom line the last failover.
 //!
-//! The master's row and the replicas' link come from the master's `cluster_status`; a
-//! replica's uptime, keys and disk come from its own `status` (asked directly; `—` when it
-//! does not answer). The master's rate is the writes it takes, a replica's the writes it
-//! applies. kvd counts no reads, so the read rate is shown as not available, with the reason,
-//! rather than as a made-up number.
+//! The rows come from [`crate::tui::nodes`]: with a master answering, its row and its
+//! replicas' (the link as it sees it); with none, the replicas' own view (their epoch, the
+//! master they name, their link). Role and epoch are each node's own word, so they follow a
+//! failover. A replica's uptime, keys and disk come from its own `status` (`—` when it does not
+//! answer). The master's rate is the writes it takes, a replica's the writes it applies.
 
 use ratatui::{
     buffer::Buffer,
     layout::{Constraint, Layout, Rect},
     style::{Color, Style},
     text::{Line, Span},
-    widgets::{Paragraph, RenderDirection, Row, Sparkline, Table, Widget},
+    widgets::{Cell, Paragraph, RenderDirection, Row, Sparkline, Table, Widget},
 };
-use shared::{LinkState, NodeStatus, Role};
+use shared::{Role, cluster::FailoverRecord};
 
 use crate::{
-    output::{human_bytes, human_uptime, short_id},
+    output::{ago, human_bytes, human_uptime, short_id},
     tui::{
         app::App,
-        screen::{WIDE, height, panel, right},
+        nodes::{self, NodeView, Overview},
+        screen::{WIDE, height, panel, panel_line, right},
         ui::HEADER,
         widgets::{rate_text, spark_data},
     },
 };
 
-/// One node as the screen shows it.
-struct NodeRow {
-    role: Role,
-    address: String,
-    node_id: String,
-    state: (&'static str, Color),
-    /// From the node's own status, when it answered.
-    own: Option<NodeStatus>,
-    shards: usize,
-}
-
-fn node_rows(app: &App) -> Vec<NodeRow> {
-    let mut rows = Vec::new();
-    if let Some(master) = app.master() {
-        rows.push(NodeRow {
-            role: Role::Master,
-            address: master.address.clone(),
-            node_id: master.node_id.clone(),
-            state: ("up", Color::Green),
-            own: Some(master.clone()),
-            shards: master.shards.len(),
-        });
-    }
-    match app.cluster() {
-        Some(cluster) => {
-            for r in &cluster.replicas {
-                let own = app.replica_status(&r.node_id);
-                let state = match (r.link, own) {
-                    (LinkState::Down, _) => ("link down", Color::Red),
-                    (LinkState::Up, Some(Ok(s))) if s.shards.iter().any(|s| s.resyncing) => {
-                        ("resyncing", Color::Yellow)
-                    }
-                    (LinkState::Up, Some(Ok(_))) => ("up", Color::Green),
-                    (LinkState::Up, _) => ("no answer", Color::Yellow),
-                };
-                rows.push(NodeRow {
-                    role: Role::Replica,
-                    address: r.address.clone(),
-                    node_id: r.node_id.clone(),
-                    state,
-                    own: own.and_then(|s| s.as_ref().ok()).cloned(),
-                    shards: r.shards.len(),
-                });
-            }
-        }
-        None => {
-            // The endpoint is a replica whose master does not answer: show the replica alone.
-            if let Some(d) = app
-                .data
-                .as_ref()
-                .filter(|d| d.endpoint.role == Role::Replica)
-            {
-                rows.push(NodeRow {
-                    role: Role::Replica,
-                    address: d.endpoint.address.clone(),
-                    node_id: d.endpoint.node_id.clone(),
-                    state: ("no master", Color::Red),
-                    own: Some(d.endpoint.clone()),
-                    shards: d.endpoint.shards.len(),
-                });
-            }
-        }
-    }
-    rows
-}
-
 /// Draws the screen.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
-    let rows = node_rows(app);
+    let rows = app.nodes();
     let table_height = height(rows.len() + 3).min(area.height / 2).max(4);
     // Sparklines up to 6 rows high each; the write and read panels share what the table leaves
     // and take no more than that needs.
@@ -125,47 +61,160 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     );
 }
 
-fn render_nodes(app: &App, rows: &[NodeRow], area: Rect, buf: &mut Buffer) {
+/// The first of `forms` that fits in `width` cells, else the last.
+fn fitting(forms: Vec<Line<'static>>, width: usize) -> Line<'static> {
+    let last = forms.last().cloned().unwrap_or_default();
+    forms
+        .into_iter()
+        .find(|l| l.width() <= width)
+        .unwrap_or(last)
+}
+
+/// The panel's title: the count, the epoch, and whether the master admits writes.
+fn nodes_title(o: &Overview, count: usize, width: usize) -> Line<'static> {
+    let head = Span::styled(format!(" Nodes ({count}) "), HEADER);
+    let epoch = o
+        .epoch
+        .map_or_else(String::new, |e| format!("· epoch {e} "));
+    let (says, color) = match &o.master {
+        Some((_, true)) => ("master writable".to_string(), Color::Green),
+        Some((_, false)) => ("master writes paused".to_string(), Color::Yellow),
+        None => ("no master answers".to_string(), Color::Red),
+    };
+    let line = |extra: Option<String>| {
+        let mut spans = vec![
+            head.clone(),
+            Span::raw(epoch.clone()),
+            Span::raw("· "),
+            Span::styled(says.clone(), Style::new().fg(color).bold()),
+        ];
+        if let Some(extra) = extra {
+            spans.push(Span::raw(extra));
+        }
+        spans.push(Span::raw(" "));
+        Line::from(spans)
+    };
+    let lost = o.lost_master.as_ref().map(|m| {
+        vec![
+            format!(
+                " · the replicas name {} at {} (down)",
+                short_id(&m.node_id),
+                m.address
+            ),
+            format!(" · replicas name {} (down)", short_id(&m.node_id)),
+        ]
+    });
+    let mut forms: Vec<Line<'static>> = lost
+        .unwrap_or_default()
+        .into_iter()
+        .map(|x| line(Some(x)))
+        .collect();
+    forms.push(line(None));
+    fitting(forms, width)
+}
+
+/// The last failover in one line, as long as `width` allows.
+fn failover_title(f: &FailoverRecord, now_unix_ms: u64, width: usize) -> Line<'static> {
+    let when = ago(f.at_unix_ms, now_unix_ms);
+    let short = |m: &shared::cluster::Member| short_id(&m.node_id).to_string();
+    let long = |m: &shared::cluster::Member| format!("{} ({})", short_id(&m.node_id), m.address);
+    let from_long = f
+        .from
+        .as_ref()
+        .map_or_else(String::new, |m| format!(" from {}", long(m)));
+    let from_short = f
+        .from
+        .as_ref()
+        .map_or_else(String::new, |m| format!(" {} →", short(m)));
+    let took = format!("took {} ms", f.duration_ms);
+    let forms = [
+        format!(
+            " last failover: epoch {}, {}{from_long} to {}, {when}, {took} ",
+            f.epoch,
+            f.kind,
+            long(&f.to)
+        ),
+        format!(
+            " last failover: epoch {}, {}{from_short} {}, {when}, {took} ",
+            f.epoch,
+            f.kind,
+            short(&f.to)
+        ),
+        format!(
+            " last failover epoch {}: {}{from_short} {}, {when}, {} ms ",
+            f.epoch,
+            f.kind,
+            short(&f.to),
+            f.duration_ms
+        ),
+        format!(
+            " failover epoch {}:{from_short} {}, {when} ",
+            f.epoch,
+            short(&f.to)
+        ),
+    ];
+    fitting(
+        forms
+            .into_iter()
+            .map(|t| Line::from(Span::styled(t, Style::new().fg(Color::Cyan))))
+            .collect(),
+        width,
+    )
+}
+
+fn render_nodes(app: &App, rows: &[NodeView], area: Rect, buf: &mut Buffer) {
     let wide = area.width >= WIDE;
     let dash = || "—".to_string();
-    let mut header = vec![ratatui::widgets::Cell::from("ROLE"), "ADDRESS".into()];
+    let overview = nodes::overview(rows);
+    let mut header = vec![Cell::from("ROLE"), "ADDRESS".into()];
     let mut widths = vec![Constraint::Length(7), Constraint::Length(21)];
     if wide {
         header.push("NODE".into());
         widths.push(Constraint::Length(8));
     }
-    header.extend([
-        "STATE".into(),
-        right("UPTIME"),
-        right("SHARDS"),
-        right("KEYS"),
-        right("DISK"),
-    ]);
+    header.extend([right("EPOCH"), "STATE".into(), right("UPTIME")]);
     widths.extend([
+        Constraint::Length(5),
         Constraint::Length(9),
         Constraint::Length(11),
-        Constraint::Length(6),
-        Constraint::Length(9),
-        Constraint::Length(9),
     ]);
     if wide {
-        header.push(right("WRITES"));
-        widths.push(Constraint::Length(9));
+        header.push(right("SHARDS"));
+        widths.push(Constraint::Length(6));
+    }
+    header.extend([right("KEYS"), right("DISK")]);
+    widths.extend([Constraint::Length(9), Constraint::Length(9)]);
+    if wide {
+        header.extend([right("WRITES"), "FOLLOWS".into()]);
+        widths.extend([Constraint::Length(9), Constraint::Length(8)]);
     }
     let table_rows = rows.iter().map(|n| {
-        let mut cells = vec![
-            ratatui::widgets::Cell::from(n.role.as_str()),
-            n.address.clone().into(),
-        ];
+        let mut cells = vec![Cell::from(n.role.as_str()), n.address.clone().into()];
         if wide {
             cells.push(short_id(&n.node_id).to_string().into());
         }
-        cells.push(Span::styled(n.state.0, Style::new().fg(n.state.1)).into());
+        let behind = n.epoch.zip(overview.epoch).is_some_and(|(e, top)| e < top);
+        let epoch_style = if behind {
+            Style::new().fg(Color::Yellow)
+        } else {
+            Style::new()
+        };
+        cells.push(
+            Cell::from(Line::from(n.epoch.map_or_else(dash, |e| e.to_string())).right_aligned())
+                .style(epoch_style),
+        );
+        cells.push(Span::styled(n.state.text(), Style::new().fg(n.state.color())).into());
         let own = n.own.as_ref();
         cells.push(right(
             own.map_or_else(dash, |s| human_uptime(s.uptime_secs)),
         ));
-        cells.push(right(n.shards.to_string()));
+        if wide {
+            cells.push(right(if n.shards == 0 {
+                dash()
+            } else {
+                n.shards.to_string()
+            }));
+        }
         cells.push(right(own.map_or_else(dash, |s| {
             s.shards.iter().map(|s| s.keys).sum::<u64>().to_string()
         })));
@@ -173,21 +222,32 @@ fn render_nodes(app: &App, rows: &[NodeRow], area: Rect, buf: &mut Buffer) {
             human_bytes(s.shards.iter().map(|s| s.disk_bytes).sum())
         })));
         if wide {
-            cells.push(right(rate_text(app.history.node_rate(&n.node_id))));
+            cells.push(right(rate_text(
+                app.history.node_rate(&n.node_id).filter(|_| n.answers()),
+            )));
+            let follows = match (n.role, &n.follows) {
+                (Role::Replica, Some(m)) => short_id(&m.node_id).to_string(),
+                _ => dash(),
+            };
+            cells.push(follows.into());
         }
         Row::new(cells)
     });
-    let title = format!("Nodes ({})", rows.len());
+    let inner_width = usize::from(area.width.saturating_sub(4));
+    let mut block = panel_line(nodes_title(&overview, rows.len(), inner_width));
+    if let (Some(f), Some(d)) = (&overview.last_failover, app.data.as_ref()) {
+        block = block.title_bottom(failover_title(f, d.at_unix_ms, inner_width));
+    }
     Table::new(table_rows, widths)
         .header(Row::new(header).style(HEADER))
         .column_spacing(1)
-        .block(panel(title))
+        .block(block)
         .render(area, buf);
 }
 
 /// One sparkline per node: `series(node_id)` gives its rates (oldest first) and the latest.
 fn render_rates(
-    rows: &[NodeRow],
+    rows: &[NodeView],
     area: Rect,
     buf: &mut Buffer,
     title: &str,
@@ -207,6 +267,8 @@ fn render_rates(
                 .spacing(1)
                 .areas(*row_area);
         let (rates, latest) = series(&n.node_id);
+        // A node that does not answer has no current rate (its history stays drawn).
+        let latest = latest.filter(|_| n.answers());
         let label = Line::from(vec![
             Span::raw(format!("{:<8}", n.role.as_str())),
             Span::raw(format!("{:<21} ", n.address)),
