@@ -38,12 +38,10 @@ pub const SELECTED: Style = Style::new().add_modifier(Modifier::REVERSED);
 
 impl Widget for &App {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        let status = status_line(self);
-        let status_height = if status.width() > usize::from(area.width) {
-            2
-        } else {
-            1
-        };
+        // Wrapped here, so the bar is as high as its message needs (a command line is shown
+        // in full), up to MAX_STATUS_LINES.
+        let status = wrap_line(status_line(self), usize::from(area.width));
+        let status_height = u16::try_from(status.len().clamp(1, MAX_STATUS_LINES)).unwrap_or(1);
         let [header, tabs, body, status_area, footer] = Layout::vertical([
             Constraint::Length(1),
             Constraint::Length(1),
@@ -55,9 +53,7 @@ impl Widget for &App {
         render_header(self, header, buf);
         render_tabs(self, tabs, buf);
         render_body(self, body, buf);
-        Paragraph::new(status)
-            .wrap(Wrap { trim: false })
-            .render(status_area, buf);
+        Paragraph::new(status).render(status_area, buf);
         render_footer(self, footer, buf);
         match &self.popup {
             None => {}
@@ -68,6 +64,66 @@ impl Widget for &App {
             Some(Popup::Failover(flow)) => failover::render(self, flow, area, buf),
         }
     }
+}
+
+/// Most lines the status bar takes (a failover's outcome and its command line need three at
+/// 80 columns with real node ids).
+const MAX_STATUS_LINES: usize = 4;
+
+/// `line` broken at spaces into lines of at most `width` cells, styles kept; a word longer than
+/// a line starts a line and is broken where it ends. Spaces where a line breaks are dropped.
+fn wrap_line(line: Line<'static>, width: usize) -> Vec<Line<'static>> {
+    let width = width.max(1);
+    let mut lines: Vec<Line<'static>> = Vec::new();
+    let mut current: Vec<Span<'static>> = Vec::new();
+    let mut used = 0usize;
+    for span in line.spans {
+        let style = span.style;
+        let text = span.content.into_owned();
+        // Words and runs of spaces, in order.
+        let mut tokens: Vec<String> = Vec::new();
+        for c in text.chars() {
+            match tokens.last_mut() {
+                Some(t) if (t.starts_with(' ')) == (c == ' ') => t.push(c),
+                _ => tokens.push(c.to_string()),
+            }
+        }
+        for token in tokens {
+            let mut token = token;
+            loop {
+                let len = token.chars().count();
+                if used + len <= width {
+                    used += len;
+                    current.push(Span::styled(token, style));
+                    break;
+                }
+                if token.starts_with(' ') {
+                    // A break at spaces: they go.
+                    lines.push(Line::from(std::mem::take(&mut current)));
+                    used = 0;
+                    break;
+                }
+                if used > 0 {
+                    if current.last().is_some_and(|s| s.content.starts_with(' ')) {
+                        current.pop();
+                    }
+                    lines.push(Line::from(std::mem::take(&mut current)));
+                    used = 0;
+                    continue;
+                }
+                // Longer than a line: a line of it, the rest on the next.
+                let head: String = token.chars().take(width).collect();
+                token = token.chars().skip(width).collect();
+                current.push(Span::styled(head, style));
+                lines.push(Line::from(std::mem::take(&mut current)));
+                used = 0;
+            }
+        }
+    }
+    if !current.is_empty() || lines.is_empty() {
+        lines.push(Line::from(current));
+    }
+    lines
 }
 
 /// Splits a line's area into a left part and a right part as wide as `right` needs.
@@ -611,4 +667,24 @@ fn render_form(app: &App, form: &Form, area: Rect, buf: &mut Buffer) {
 
 fn form_command(app: &App, form: &Form) -> String {
     form.action().command(&app.config.endpoint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(lines: &[Line<'_>]) -> Vec<String> {
+        lines.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn status_lines_wrap_at_spaces_and_keep_everything() {
+        let line = Line::from(vec![Span::raw("ab cd "), Span::raw("efgh").cyan()]);
+        assert_eq!(texts(&wrap_line(line.clone(), 80)), ["ab cd efgh"]);
+        assert_eq!(texts(&wrap_line(line.clone(), 6)), ["ab cd", "efgh"]);
+        assert_eq!(texts(&wrap_line(line, 3)), ["ab", "cd", "efg", "h"]);
+        let long = Line::raw("$ 0123456789");
+        assert_eq!(texts(&wrap_line(long, 5)), ["$", "01234", "56789"]);
+        assert_eq!(texts(&wrap_line(Line::default(), 5)), [""]);
+    }
 }

@@ -142,10 +142,16 @@ impl Worker {
             },
             Command::Failover(action) => {
                 tracing::warn!(command = ?action, "failover from the console");
-                let result = self.failover(&action).await.map(Box::new).map_err(|e| {
-                    tracing::warn!(error = %e, "failover failed");
-                    Failure::from(e)
-                });
+                let result = match self.failover(&action).await {
+                    Ok(done) => {
+                        tracing::warn!(outcome = ?done, "failover done");
+                        Ok(Box::new(done))
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "failover failed");
+                        Err(Failure::from(e))
+                    }
+                };
                 Reply::FailedOver { action, result }
             }
         }
@@ -465,6 +471,252 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    /// The one reply `command` gets from a worker of `endpoints`.
+    async fn one_reply(endpoints: Vec<shared::addr::Endpoint>, command: Command) -> Reply {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let worker = Worker::new(client(endpoints), tx);
+        tokio::task::LocalSet::new()
+            .run_until(async move {
+                worker.run(command);
+                match rx.recv().await {
+                    Some(Event::Reply(reply)) => reply,
+                    other => panic!("unexpected {other:?}"),
+                }
+            })
+            .await
+    }
+
+    fn member_at(id: &str, at: &shared::addr::Endpoint) -> Member {
+        Member {
+            node_id: id.into(),
+            address: at.to_string(),
+        }
+    }
+
+    fn switchover_plan(master: Member, target: Member) -> shared::cluster::FailoverPlan {
+        shared::cluster::FailoverPlan {
+            master,
+            epoch: 1,
+            target: Some(target),
+            reason: "best".into(),
+            candidates: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_switchover_plan_is_asked_of_the_master_and_changes_nothing() {
+        let m = closed_endpoint();
+        let reply = shared::cluster::FailoverReply {
+            plan: switchover_plan(member_at("m1", &m), member_at("r1", &m)),
+            done: false,
+            epoch: 1,
+            pause_ms: 0,
+            positions: Vec::new(),
+        };
+        let fake = Fake {
+            failover: Some(Ok(reply.clone())),
+            ..Fake::master("m1")
+        };
+        let live = fake.live.clone();
+        let master = serve(fake).await;
+        let replica = serve(Fake::replica("r1", &master)).await;
+        let command = Command::Plan {
+            generation: 7,
+            request: PlanRequest::Switchover {
+                to: Some("r1".into()),
+            },
+            timeout: Duration::from_secs(3),
+        };
+        // Through the replica: the worker finds the master, as kvctl failover does.
+        match one_reply(vec![replica], command).await {
+            Reply::Planned {
+                generation: 7,
+                result: Ok(Plan::Switchover(p)),
+            } => assert_eq!(p, reply.plan),
+            other => panic!("unexpected {other:?}"),
+        }
+        let asked = live.failovers.lock().expect("lock").clone();
+        assert_eq!(
+            asked.iter().map(|(r, _)| r.clone()).collect::<Vec<_>>(),
+            vec![FailoverRequest {
+                to: Some("r1".into()),
+                plan_only: true,
+                timeout_ms: 3000
+            }]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_switchover_runs_on_the_master_and_a_moved_mastership_does_nothing() {
+        let m = closed_endpoint();
+        let done = shared::cluster::FailoverReply {
+            plan: switchover_plan(member_at("m1", &m), member_at("r1", &m)),
+            done: true,
+            epoch: 2,
+            pause_ms: 87,
+            positions: vec![1, 2],
+        };
+        let fake = Fake {
+            failover: Some(Ok(done.clone())),
+            ..Fake::master("m1")
+        };
+        let live = fake.live.clone();
+        let master = serve(fake).await;
+        let action = FailoverAction::Switchover {
+            to: member_at("r1-full-id", &m),
+            timeout: Duration::from_secs(4),
+        };
+        match one_reply(vec![master], Command::Failover(action.clone())).await {
+            Reply::FailedOver {
+                action: a,
+                result: Ok(d),
+            } => {
+                assert_eq!(a, action);
+                assert_eq!(*d, FailoverDone::Switchover(done));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let asked = live.failovers.lock().expect("lock").clone();
+        assert_eq!(asked[0].0.to.as_deref(), Some("r1-full-id"));
+        assert!(!asked[0].0.plan_only);
+        assert_eq!(asked[0].0.timeout_ms, 4000);
+
+        // Found as the master, it answers that it is not any more: said, not followed.
+        let moved = Fake {
+            failover: Some(Err(KvError::NotMaster {
+                master: Some("127.0.0.1:1".into()),
+                epoch: 2,
+            })),
+            ..Fake::master("m1")
+        };
+        let at = serve(moved).await;
+        match one_reply(vec![at], Command::Failover(action)).await {
+            Reply::FailedOver { result: Err(f), .. } => {
+                assert!(
+                    f.message
+                        .starts_with("the master changed while the failover was on its way"),
+                    "{f:?}"
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_promotion_is_asked_of_the_candidate_itself() {
+        let gone = closed_endpoint();
+        let plan = shared::cluster::PromotionPlan {
+            candidate: member_at("r1", &gone),
+            epoch: 1,
+            old_master: Some(member_at("m1", &gone)),
+            old_master_answers: false,
+            shards: Vec::new(),
+            lost: 0,
+            unreachable: Vec::new(),
+            refusal: None,
+        };
+        let fake = Fake {
+            promote: Some(Ok(shared::cluster::PromoteReply {
+                plan: plan.clone(),
+                done: true,
+                epoch: 2,
+                caught_up: 3,
+            })),
+            ..Fake::replica("r1", &gone)
+        };
+        let live = fake.live.clone();
+        let candidate = serve(fake).await;
+        // The console's endpoints are the dead master only: the candidate is reached at the
+        // address its member record gives.
+        let action = FailoverAction::Promotion {
+            candidate: member_at("r1", &candidate),
+            force: true,
+            timeout: Duration::from_secs(2),
+        };
+        match one_reply(vec![gone.clone()], Command::Failover(action)).await {
+            Reply::FailedOver { result: Ok(d), .. } => {
+                assert!(matches!(*d, FailoverDone::Promotion(r) if r.caught_up == 3));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let command = Command::Plan {
+            generation: 1,
+            request: PlanRequest::Promotion {
+                candidate: member_at("r1", &candidate),
+                force: false,
+            },
+            timeout: Duration::from_secs(2),
+        };
+        assert!(matches!(
+            one_reply(vec![gone], command).await,
+            Reply::Planned {
+                result: Ok(Plan::Promotion(_)),
+                ..
+            }
+        ));
+        let asked: Vec<PromoteRequest> = live
+            .promotes
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(r, _)| r.clone())
+            .collect();
+        assert_eq!(
+            asked,
+            vec![
+                PromoteRequest {
+                    force: true,
+                    plan_only: false,
+                    timeout_ms: 2000
+                },
+                PromoteRequest {
+                    force: false,
+                    plan_only: true,
+                    timeout_ms: 2000
+                }
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn with_no_master_the_known_members_are_asked_too() {
+        let gone = closed_endpoint();
+        let replica = serve(Fake::replica("r1", &gone)).await;
+        // The console was given the master only; it knows the replica from before.
+        let command = Command::Refresh {
+            members: vec![gone.to_string(), replica.to_string()],
+        };
+        match one_reply(vec![gone.clone()], command).await {
+            Reply::Refreshed { result: Ok(s), .. } => {
+                assert!(!s.endpoints_answered);
+                assert_eq!(s.endpoint.node_id, "r1");
+                assert!(s.cluster.is_err());
+                let answered: Vec<&str> = s
+                    .nodes
+                    .iter()
+                    .filter_map(|p| p.status.as_ref().ok().map(|s| s.node_id.as_str()))
+                    .collect();
+                assert_eq!(answered, ["r1"]);
+                // The master was asked once, not again as a member.
+                let asked_gone = s
+                    .nodes
+                    .iter()
+                    .filter(|p| p.address == gone.to_string())
+                    .count();
+                assert_eq!(asked_gone, 1);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // Nobody at all: a failed refresh.
+        let command = Command::Refresh {
+            members: vec![gone.to_string()],
+        };
+        assert!(matches!(
+            one_reply(vec![gone], command).await,
+            Reply::Refreshed { result: Err(_), .. }
+        ));
     }
 
     #[tokio::test]

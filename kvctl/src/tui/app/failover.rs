@@ -495,13 +495,13 @@ impl App {
                         .unwrap_or_default();
                     if typed.chars().count() < need {
                         flow.problem = Some(format!(
-                            "type at least {need} characters of {id} ({} typed): nothing was \
-                             done",
+                            "type at least {need} characters of its node id ({} typed): \
+                             nothing was done",
                             typed.chars().count()
                         ));
                     } else if !id.starts_with(&typed) {
                         flow.problem = Some(format!(
-                            "{id} does not start with {typed:?}: nothing was done"
+                            "its node id does not start with {typed:?}: nothing was done"
                         ));
                     } else {
                         commands = self.run_failover(&mut flow);

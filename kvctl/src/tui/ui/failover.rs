@@ -52,7 +52,8 @@ fn cut(text: &str, width: usize) -> String {
     out
 }
 
-/// Words of `text` in lines of at most `width` characters (a longer word is cut).
+/// Words of `text` in lines of at most `width` characters; a longer word is broken across
+/// lines, never cut (messages and command lines are shown in full).
 fn wrap(text: &str, width: usize) -> Vec<String> {
     let width = width.max(10);
     let mut lines = Vec::new();
@@ -66,11 +67,16 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
             line.push(' ');
         }
         line.push_str(word);
+        while line.chars().count() > width {
+            let rest: String = line.chars().skip(width).collect();
+            lines.push(line.chars().take(width).collect());
+            line = rest;
+        }
     }
     if !line.is_empty() || lines.is_empty() {
         lines.push(line);
     }
-    lines.into_iter().map(|l| cut(&l, width)).collect()
+    lines
 }
 
 /// `label  value`, the value wrapped under itself.
@@ -182,9 +188,11 @@ fn title(flow: &Flow) -> (Line<'static>, Color) {
         FailoverKind::Promotion => (
             Line::from(vec![
                 Span::raw(" Promotion ").bold(),
-                Span::raw(format!(
-                    "(kvctl promote): the master does not answer · {step} "
-                )),
+                Span::raw(if matches!(flow.step, Step::Plan | Step::Confirm { .. }) {
+                    format!("(kvctl promote): the master does not answer · {step} ")
+                } else {
+                    format!("(kvctl promote) · {step} ")
+                }),
             ]),
             Color::Red,
         ),
@@ -616,14 +624,15 @@ fn foot(app: &App, flow: &Flow, width: usize) -> Vec<Line<'static>> {
             lines.push(Line::styled(l, BAD));
         }
     }
+    // The command line in full (it is what an operator copies), wrapped under the `$`.
     let command = |lines: &mut Vec<Line<'static>>, text: String| {
-        lines.push(Line::from(vec![
-            Span::raw("$ ").dark_gray(),
-            Span::styled(
-                cut(&text, width.saturating_sub(2)),
-                Style::new().fg(Color::Cyan),
-            ),
-        ]));
+        for (i, part) in wrap(&text, width.saturating_sub(2)).into_iter().enumerate() {
+            let prompt = if i == 0 { "$ " } else { "  " };
+            lines.push(Line::from(vec![
+                Span::raw(prompt).dark_gray(),
+                Span::styled(part, Style::new().fg(Color::Cyan)),
+            ]));
+        }
     };
     let action = flow.action(app.config.timeout);
     match &flow.step {
@@ -655,13 +664,25 @@ fn foot(app: &App, flow: &Flow, width: usize) -> Vec<Line<'static>> {
                     lines.push(Line::styled(l, BAD.bold()));
                 }
             }
-            lines.push(Line::from(vec![
-                Span::raw(format!(
-                    "to confirm, type the first {} or more characters of ",
-                    flow.confirm_chars()
-                )),
-                Span::styled(id, Style::new().bold()),
-            ]));
+            let ask = format!(
+                "to confirm, type the first {} or more characters of its node id",
+                flow.confirm_chars()
+            );
+            let one = Line::from(vec![
+                Span::raw(format!("{ask}: ")),
+                Span::styled(id.clone(), Style::new().bold()),
+            ]);
+            if one.width() <= width {
+                lines.push(one);
+            } else {
+                lines.push(Line::raw(format!("{ask}:")));
+                for part in wrap(&id, width.saturating_sub(2)) {
+                    lines.push(Line::from(vec![
+                        Span::raw("  "),
+                        Span::styled(part, Style::new().bold()),
+                    ]));
+                }
+            }
             let mut field = input_line(input, width.saturating_sub(2), true);
             field.spans.insert(0, Span::styled("> ", KEY));
             lines.push(field);
@@ -711,6 +732,10 @@ mod tests {
     #[test]
     fn words_wrap_and_cells_are_cut() {
         assert_eq!(wrap("a bb ccc dddd", 10), vec!["a bb ccc", "dddd"]);
+        assert_eq!(
+            wrap("x 0123456789abcdefghij", 10),
+            vec!["x", "0123456789", "abcdefghij"]
+        );
         assert_eq!(wrap("", 10), vec![""]);
         assert_eq!(cut("abcdef", 4), "abc…");
         assert_eq!(cut("abc", 4), "abc");

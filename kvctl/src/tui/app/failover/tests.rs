@@ -115,7 +115,7 @@ fn a_switchover_from_the_plan_to_the_outcome() {
     assert_eq!(press(&mut app, KeyCode::Enter), vec![]);
     assert_eq!(
         flow(&app).problem.as_deref(),
-        Some("type at least 4 characters of a1b2c3d4-replica (3 typed): nothing was done")
+        Some("type at least 4 characters of its node id (3 typed): nothing was done")
     );
     assert!(matches!(flow(&app).step, Step::Confirm { .. }));
     // Wrong.
@@ -123,7 +123,7 @@ fn a_switchover_from_the_plan_to_the_outcome() {
     assert_eq!(press(&mut app, KeyCode::Enter), vec![]);
     assert_eq!(
         flow(&app).problem.as_deref(),
-        Some("a1b2c3d4-replica does not start with \"a1bX\": nothing was done")
+        Some("its node id does not start with \"a1bX\": nothing was done")
     );
     assert!(!app.should_quit());
 
