@@ -9,10 +9,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use harness::{NodeProcess, client, ctx, kvctl, kvctl_bin, wait_caught_up, wait_until};
+use harness::{NodeProcess, client, ctx, kvctl, kvctl_bin, status, wait_caught_up, wait_until};
 use nix::{sys::signal, unistd::Pid};
 use portable_pty::{Child, CommandBuilder, MasterPty, PtySize, native_pty_system};
-use shared::PutRequest;
+use shared::{PutRequest, Role};
 
 const ROWS: u16 = 40;
 const COLS: u16 = 120;
@@ -289,6 +289,88 @@ fn a_killed_master_shows_disconnected_within_3s_and_a_restart_brings_the_data_ba
         s.contains("● connected") && s.contains("survivor") && !s.contains("disconnected")
     });
     assert!(screen.contains(&m_addr), "{screen}");
+
+    tui.send("q");
+    assert!(tui.wait_exit(Duration::from_secs(10)), "kvctl tui exits 0");
+}
+
+#[test]
+fn a_switchover_from_the_console_makes_the_replica_the_master_at_epoch_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = NodeProcess::master(&dir.path().join("m"), 2, &[]);
+    let replica = NodeProcess::replica(&dir.path().join("r"), 2, &master.endpoint(), &[]);
+    let (m, r) = (master.endpoint(), replica.endpoint());
+    let (m_addr, r_addr) = (master.addr.to_string(), replica.addr.to_string());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = client(&m).await;
+        for i in 0..10 {
+            let req = PutRequest::new(format!("before:{i}"), "v");
+            c.put(ctx(), req).await.unwrap().unwrap();
+        }
+    });
+    rt.block_on(wait_caught_up(&m, 1, Duration::from_secs(60)));
+    let r_id = rt.block_on(status(&r)).node_id;
+
+    // The console is given the master only: it follows the mastership by itself.
+    let mut tui = Console::start(&m, &["--refresh", "250ms"], &dir.path().join("tui.log"));
+    tui.wait("both nodes at epoch 1", SCREEN_WAIT, |s| {
+        s.contains("● connected")
+            && s.contains("epoch 1")
+            && has_row(s, "master", &m_addr)
+            && has_row(s, "replica", &r_addr)
+    });
+
+    // F: the master's plan, its target the replica.
+    tui.send("F");
+    let target = format!("target      {r_id} at {r_addr}");
+    let plan = tui.wait("the switchover plan", SCREEN_WAIT, |s| {
+        s.contains("Switchover") && s.contains(&target)
+    });
+    assert!(plan.contains("epoch 1: the new master"), "{plan}");
+    tui.send("\r");
+    tui.wait_for("to confirm, type the first 4 or more characters of its node id");
+    // A wrong prefix does nothing but say so.
+    tui.send("zzzz\r");
+    tui.wait_for("its node id does not start with \"zzzz\": nothing was done");
+    assert_eq!(
+        rt.block_on(status(&m)).role,
+        Role::Master,
+        "nothing was done"
+    );
+    // The right one runs it.
+    tui.send("\x7f\x7f\x7f\x7f");
+    tui.send(&r_id[..6]);
+    tui.send("\r");
+    let command = format!("kvctl -e {m} failover --to {r_id}");
+    let done = tui.wait("the outcome", SCREEN_WAIT, |s| {
+        s.contains("✔ switched over") && s.contains(&command)
+    });
+    assert!(done.contains("epoch       2"), "{done}");
+    assert!(
+        done.contains(&format!("new master  {r_id} at {r_addr}")),
+        "{done}"
+    );
+
+    // Closed: the Cluster screen shows the new master as master and the old as a replica.
+    tui.send("\r");
+    let screen = tui.wait("the new roles at epoch 2", SCREEN_WAIT, |s| {
+        s.contains("epoch 2")
+            && has_row(s, "master", &r_addr)
+            && has_row(s, "replica", &m_addr)
+            && s.contains("last failover: epoch 2, switchover")
+    });
+    assert!(screen.contains("master writable"), "{screen}");
+
+    // And it really is so, asked over RPC.
+    let new = rt.block_on(status(&r));
+    assert_eq!((new.role, new.epoch, new.writable), (Role::Master, 2, true));
+    let old = rt.block_on(status(&m));
+    assert_eq!((old.role, old.epoch), (Role::Replica, 2));
+    assert_eq!(
+        old.master.map(|x| x.node_id).as_deref(),
+        Some(r_id.as_str())
+    );
 
     tui.send("q");
     assert!(tui.wait_exit(Duration::from_secs(10)), "kvctl tui exits 0");
