@@ -324,10 +324,9 @@ fn a_switchover_from_the_console_makes_the_replica_the_master_at_epoch_2() {
     // F: the master's plan, its target the replica.
     tui.send("F");
     let target = format!("target      {r_id} at {r_addr}");
-    let plan = tui.wait("the switchover plan", SCREEN_WAIT, |s| {
+    tui.wait("the switchover plan", SCREEN_WAIT, |s| {
         s.contains("Switchover") && s.contains(&target)
     });
-    assert!(plan.contains("epoch 1: the new master"), "{plan}");
     tui.send("\r");
     tui.wait_for("to confirm, type the first 4 or more characters of its node id");
     // A wrong prefix does nothing but say so.

@@ -272,10 +272,16 @@ impl Flow {
                     "this promotion loses {} writes: f adds --force if you accept that",
                     p.lost
                 )),
-                Some(_) => Some(format!(
-                    "{} refuses (see above): pick another (↑↓) or Esc",
-                    candidate.node_id
-                )),
+                Some(_) if !self.force => Some(
+                    "refused (see above): f adds --force where the refusal allows it, ↑↓ \
+                     picks another, Esc closes"
+                        .into(),
+                ),
+                Some(_) => Some(
+                    "refused even with --force (see above): ↑↓ picks another, Esc \
+                                 closes"
+                        .into(),
+                ),
             },
         }
     }

@@ -37,9 +37,17 @@ const BAD: Style = Style::new().fg(Color::Red);
 const GOOD: Style = Style::new().fg(Color::Green);
 const KEY: Style = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
 
-/// `<node id> at <address>`.
-fn who(m: &Member) -> String {
-    format!("{} at {}", m.node_id, m.address)
+/// Popups at least this wide name nodes by their whole id; narrower ones by its first 8
+/// characters (the prompt and the command line always give it whole).
+const FULL_IDS: usize = 90;
+
+/// `<node id> at <address>`, the id shortened in a narrow popup.
+fn who(m: &Member, width: usize) -> String {
+    if width >= FULL_IDS {
+        format!("{} at {}", m.node_id, m.address)
+    } else {
+        format!("{} at {}", short_id(&m.node_id), m.address)
+    }
 }
 
 /// `text` cut to `width` cells, with `…` when cut.
@@ -240,15 +248,15 @@ fn switchover_body(flow: &Flow, width: usize) -> Vec<Line<'static>> {
         (Some(p), _) => lines.extend(labelled(
             "master",
             &format!(
-                "{}, epoch {}: the new master takes epoch {}",
-                who(&p.master),
+                "{}, epoch {} (the new master takes {})",
+                who(&p.master, width),
                 p.epoch,
                 p.epoch + 1
             ),
             Style::new(),
             width,
         )),
-        (None, Some(m)) => lines.extend(labelled("master", &who(m), Style::new(), width)),
+        (None, Some(m)) => lines.extend(labelled("master", &who(m, width), Style::new(), width)),
         (None, None) => {}
     }
     if flow.candidates.is_empty() {
@@ -317,7 +325,7 @@ fn candidates_table(
 fn target_lines(flow: &Flow, p: &FailoverPlan, width: usize, lines: &mut Vec<Line<'static>>) {
     match &p.target {
         Some(t) => {
-            lines.extend(labelled("target", &who(t), GOOD.bold(), width));
+            lines.extend(labelled("target", &who(t, width), GOOD.bold(), width));
             lines.extend(labelled("why", &p.reason, Style::new(), width));
         }
         None => lines.extend(labelled(
@@ -400,8 +408,8 @@ fn promotion_plan(flow: &Flow, p: &PromotionPlan, width: usize) -> Vec<Line<'sta
     lines.extend(labelled(
         "candidate",
         &format!(
-            "{}, epoch {}: it takes epoch {}",
-            who(&p.candidate),
+            "{}, epoch {} (it takes {})",
+            who(&p.candidate, width),
             p.epoch,
             p.epoch + 1
         ),
@@ -411,13 +419,13 @@ fn promotion_plan(flow: &Flow, p: &PromotionPlan, width: usize) -> Vec<Line<'sta
     match &p.old_master {
         Some(m) if p.old_master_answers => lines.extend(labelled(
             "old master",
-            &format!("{}: still answers (use a switchover)", who(m)),
+            &format!("{}: still answers (use a switchover)", who(m, width)),
             BAD,
             width,
         )),
         Some(m) => lines.extend(labelled(
             "old master",
-            &format!("{}: does not answer", who(m)),
+            &format!("{}: does not answer", who(m, width)),
             Style::new(),
             width,
         )),
@@ -428,7 +436,7 @@ fn promotion_plan(flow: &Flow, p: &PromotionPlan, width: usize) -> Vec<Line<'sta
         .unreachable
         .iter()
         .filter(|m| p.old_master.as_ref().is_none_or(|o| o.node_id != m.node_id))
-        .map(who)
+        .map(|m| who(m, width))
         .collect();
     if !unreachable.is_empty() {
         lines.extend(labelled("unreachable", &unreachable.join(", "), DIM, width));
@@ -486,7 +494,7 @@ fn promotion_plan(flow: &Flow, p: &PromotionPlan, width: usize) -> Vec<Line<'sta
     } else {
         lines.extend(labelled(
             "lost",
-            "nothing: the candidate has, or catches up to, every write a live node heard of",
+            "nothing: every write heard of is on the candidate, or caught up",
             GOOD,
             width,
         ));
@@ -502,7 +510,7 @@ fn promotion_plan(flow: &Flow, p: &PromotionPlan, width: usize) -> Vec<Line<'sta
                 if p.lost > 0 {
                     format!(": {} writes will be lost (f: off)", p.lost)
                 } else {
-                    ": no majority needed (f: off)".to_string()
+                    " (f: off)".to_string()
                 },
                 BAD,
             ),
@@ -534,7 +542,12 @@ fn outcome_body(
         Ok(FailoverDone::Switchover(r)) => {
             lines.push(Line::styled("✔ switched over", GOOD.bold()));
             lines.push(Line::default());
-            lines.extend(labelled("new master", &who(candidate), GOOD.bold(), width));
+            lines.extend(labelled(
+                "new master",
+                &who(candidate, width),
+                GOOD.bold(),
+                width,
+            ));
             lines.extend(labelled(
                 "epoch",
                 &r.epoch.to_string(),
@@ -563,7 +576,7 @@ fn outcome_body(
             }
             lines.extend(labelled(
                 "old master",
-                &format!("{}: now its replica", who(&r.plan.master)),
+                &format!("{}: now its replica", who(&r.plan.master, width)),
                 Style::new(),
                 width,
             ));
@@ -571,7 +584,12 @@ fn outcome_body(
         Ok(FailoverDone::Promotion(r)) => {
             lines.push(Line::styled("✔ promoted", GOOD.bold()));
             lines.push(Line::default());
-            lines.extend(labelled("new master", &who(candidate), GOOD.bold(), width));
+            lines.extend(labelled(
+                "new master",
+                &who(candidate, width),
+                GOOD.bold(),
+                width,
+            ));
             lines.extend(labelled(
                 "epoch",
                 &r.epoch.to_string(),
