@@ -155,9 +155,12 @@ async fn main() {
     for t in tasks {
         let _ = t.await;
     }
-    let s = seen
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Taken out whole: the read-back below awaits, and no guard may be held across it.
+    let s = std::mem::take(
+        &mut *seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
     let all: Vec<Duration> = s.writes.iter().map(|(_, d)| *d).collect();
     let elapsed = started.elapsed().as_secs_f64();
     println!(
