@@ -971,6 +971,16 @@ impl Node {
         let master = if req.catch_up {
             None
         } else {
+            let view = self.inner.cluster.view();
+            if view.role == Role::Master && !view.serving {
+                return Err(KvError::NotReady {
+                    reason: format!(
+                        "this node is taking epoch {} and first catches up from the members that \
+                         accepted it",
+                        view.epoch
+                    ),
+                });
+            }
             Some(self.master_state()?)
         };
         let shard = self.shard_at(req.shard)?;

@@ -93,6 +93,12 @@ pub enum KvError {
         /// The members it matches.
         matches: Vec<String>,
     },
+    /// The node cannot serve this yet (a new master catching up from its majority); retry.
+    #[error("not ready: {reason}; retry shortly")]
+    NotReady {
+        /// Why.
+        reason: String,
+    },
     /// A request from a node of an older epoch; the sender must catch up with `epoch`.
     #[error("stale epoch {got}: this node is at epoch {epoch}{}", match .master { Some(m) => format!(", whose master is {m}"), None => String::new() })]
     StaleEpoch {

@@ -418,10 +418,15 @@ pub async fn take_over(node: &Node, req: TakeOverRequest) -> Result<(), KvError>
     let shards = node.config().shards;
     let mut caught_up = req.positions.len() == shards as usize;
     let mut resyncing = false;
+    let mut positions = Vec::with_capacity(req.positions.len());
     for (i, &p) in (0..shards).zip(&req.positions) {
         let (local, repl) = node.replica_shard(i)?;
         caught_up &= *local.writer.last_seq().borrow() >= p;
         resyncing |= repl.resyncing.load(std::sync::atomic::Ordering::Acquire);
+        positions.push(LogPos {
+            epoch: local.writer.epoch_at(p),
+            seq: p,
+        });
     }
     handle(
         node,
@@ -430,6 +435,7 @@ pub async fn take_over(node: &Node, req: TakeOverRequest) -> Result<(), KvError>
             epoch: req.epoch,
             caught_up,
             resyncing,
+            positions,
         },
     )
     .await?;
@@ -683,7 +689,7 @@ pub async fn promote(node: &Node, req: PromoteRequest) -> Result<PromoteReply, K
                 node,
                 &from.address,
                 s.shard,
-                from.pos.seq,
+                from.pos,
                 deadline,
             )
             .await

@@ -189,6 +189,7 @@ mod tests {
                 address: "a:1".into(),
             }),
             gate,
+            serving: true,
         }
     }
 

@@ -376,8 +376,95 @@ async fn exec(node: &Node, core: &Core, cmd: Command) -> Result<(), KvError> {
             let node = node.clone();
             tokio::spawn(async move { announce(&node, others, probe).await });
         }
+        Command::CatchUp { epoch, from } => {
+            let node = node.clone();
+            let cancel = cluster.stop.child_token();
+            tokio::spawn(async move { catch_up_from_majority(&node, epoch, from, &cancel).await });
+        }
     }
     Ok(())
+}
+
+/// How long one round of a new master's catch-up from its majority may take before it is tried
+/// again (a round that fails, an acceptor that does not answer, leaves writes held).
+const CATCH_UP_ROUND: Duration = Duration::from_secs(10);
+
+/// A new master of `epoch`, with its majority: fetches, shard by shard, what the most advanced
+/// acceptor holds past this node's position, then reports `CaughtUp`. Until it can, writes stay
+/// held (an acceptor that holds writes nobody else has must be heard from); it gives up only
+/// when the node is no longer taking that epoch.
+async fn catch_up_from_majority(
+    node: &Node,
+    epoch: Epoch,
+    from: Vec<super::state::Acceptance>,
+    cancel: &CancellationToken,
+) {
+    let started = Instant::now();
+    let mut fetched = 0u64;
+    loop {
+        let view = node.cluster().view();
+        if view.epoch != epoch || view.role != Role::Master || cancel.is_cancelled() {
+            return;
+        }
+        let mine = positions(node);
+        let mut failed = None;
+        for own in &mine {
+            let best = from
+                .iter()
+                .filter_map(|(m, p)| p.get(own.shard as usize).map(|p| (m, *p)))
+                .filter(|(_, p)| *p > own.pos)
+                .max_by_key(|(_, p)| *p);
+            let Some((member, target)) = best else {
+                continue;
+            };
+            let deadline = Instant::now() + CATCH_UP_ROUND;
+            match crate::replication::replica::catch_up(
+                node,
+                &member.address,
+                own.shard,
+                target,
+                deadline,
+            )
+            .await
+            {
+                Ok(n) => {
+                    fetched += n;
+                    tracing::info!(
+                        shard = own.shard,
+                        from = %member.address,
+                        entries = n,
+                        to = %target,
+                        "new master caught up from an acceptor of its epoch"
+                    );
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        match failed {
+            None => {
+                tracing::info!(
+                    epoch,
+                    entries = fetched,
+                    ms = started.elapsed().as_millis(),
+                    "new master has what its majority holds: admitting writes"
+                );
+                let _ = notify(node, Event::CaughtUp { epoch }).await;
+                return;
+            }
+            Some(e) => tracing::warn!(
+                epoch,
+                error = %e,
+                "new master cannot catch up from its majority yet; writes stay held, retrying"
+            ),
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(ASK_EVERY) => {}
+        }
+    }
 }
 
 async fn follow(node: &Node, address: Option<String>) {
@@ -448,10 +535,13 @@ pub async fn say_hello(node: &Node, member: &Member) -> Result<HelloReply, Strin
             member.address, reply.cluster_id
         ));
     }
+    let mut shards = reply.shards.clone();
+    shards.sort_by_key(|s| s.shard);
     let event = Event::HelloReply {
         from: reply.node.clone(),
         epoch: reply.epoch,
         master: reply.master.clone(),
+        positions: shards.iter().map(|s| s.pos).collect(),
     };
     // Wait for the event only to keep the order of answers; a refusal is nothing to report.
     let _ = notify(node, event).await;
@@ -499,7 +589,9 @@ async fn master_duties(node: Node, cancel: CancellationToken) {
             .into_iter()
             .filter(|m| m.node_id != node.cluster().me.node_id)
             .collect();
-        let holding = view.role == Role::Master && view.gate == Gate::Paused;
+        // A new epoch waiting for its majority keeps asking everyone; a switchover's pause
+        // does not (the target's take_over decides it).
+        let holding = view.role == Role::Master && !view.serving;
         let targets = if holding && announced.elapsed() >= ASK_EVERY {
             announced = Instant::now();
             others

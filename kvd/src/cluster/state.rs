@@ -10,7 +10,7 @@
 //!                     Heard higher epoch (any state)
 //!          ┌────────────────────────────────────────────────────┐
 //!          v                                                    │
-//!      Replica ──TakeOver / Promote──> Establishing ──majority──> Master ──Pause──> Paused
+//!      Replica ──TakeOver / Promote──> Establishing ──majority──> CatchingUp ─CaughtUp─> Master ─Pause─> Paused
 //!          ^                                 ^                    ^  ^               │ │
 //!          │      start, master of my epoch  │                    │  └────Resume─────┘ │
 //!          │   Probing ──ProbeDone───────────┼────────────────────┘                    │
@@ -19,17 +19,24 @@
 //! ```
 //!
 //! Invariants it keeps: the epoch never goes down; a node accepts one master per epoch (a
-//! `hello` naming another master for an epoch it already accepted is refused); a node admits
-//! writes only as the master of its own epoch, and a new epoch only once a majority of the
-//! membership accepted it (unless forced); `Persist` comes before any command that acts on a
-//! new epoch or master.
+//! `hello` naming another master for an epoch it already accepted is refused), and never itself
+//! for an epoch it did not take; a node admits writes only as the master of its own epoch, and a
+//! new epoch only once a majority of the membership accepted it (unless forced) **and** it has
+//! caught up from the most advanced of those acceptors (their answers carry their positions), so
+//! a write that a majority held survives the change of master (the model check found the hole
+//! without this step: `kvd/tests/model.rs`); a new master serves no pulls before that;
+//! `Persist` comes before any command that acts on a new epoch or master.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use shared::{
     KvError, Role,
-    cluster::{Epoch, Member},
+    cluster::{Epoch, LogPos, Member},
 };
+
+/// An acceptance of this node's epoch: who, and its last position on every shard when it
+/// accepted.
+pub type Acceptance = (Member, Vec<LogPos>);
 
 /// What the node is doing in its epoch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,9 +47,12 @@ pub enum State {
     Probing,
     /// Master of a new epoch, waiting until a majority accepted it.
     Establishing {
-        /// Members that accepted (this node included).
-        accepted: BTreeSet<String>,
+        /// Members that accepted (this node excluded), with their positions.
+        accepted: BTreeMap<String, Acceptance>,
     },
+    /// Master of a new epoch with its majority, fetching what the most advanced acceptor holds
+    /// before it serves a pull or admits a write.
+    CatchingUp,
     /// Master admitting writes.
     Master,
     /// Master with writes paused for a switchover to `target`.
@@ -80,6 +90,9 @@ pub struct View {
     pub master: Option<Member>,
     /// The write gate.
     pub gate: Gate,
+    /// Whether replicas' pulls are served (a master; not a new one before it caught up from its
+    /// majority, since an acceptor that truncated first would give up what it must send).
+    pub serving: bool,
 }
 
 /// Something that happened, for the state machine to decide on.
@@ -121,6 +134,8 @@ pub enum Event {
         epoch: Epoch,
         /// Its master.
         master: Option<Member>,
+        /// Its last position on every shard.
+        positions: Vec<LogPos>,
     },
     /// The start-up probe is over and found no higher epoch.
     ProbeDone,
@@ -147,6 +162,13 @@ pub enum Event {
         caught_up: bool,
         /// Whether a shard is in a full resync here.
         resyncing: bool,
+        /// The old master's positions (it accepted the new epoch when it handed it over).
+        positions: Vec<LogPos>,
+    },
+    /// The catch-up from the acceptors of `epoch` is done.
+    CaughtUp {
+        /// The epoch it was for.
+        epoch: Epoch,
     },
     /// The operator promotes this replica; `highest` is the highest epoch any member reported.
     Promote {
@@ -193,6 +215,14 @@ pub enum Command {
     Announce {
         /// Whether this is the start-up probe.
         probe: bool,
+    },
+    /// Fetch, shard by shard, what the most advanced of these acceptors holds past this node's
+    /// position (by the divergence rule), then report `CaughtUp { epoch }`.
+    CatchUp {
+        /// The epoch being taken.
+        epoch: Epoch,
+        /// The acceptors and their positions.
+        from: Vec<Acceptance>,
     },
 }
 
@@ -258,19 +288,20 @@ impl Core {
     /// The view the node publishes.
     #[must_use]
     pub fn view(&self) -> View {
-        let (role, gate) = match &self.state {
-            State::Replica => (Role::Replica, Gate::Closed),
-            State::Master => (Role::Master, Gate::Open),
-            State::Probing
-            | State::Establishing { .. }
-            | State::Paused { .. }
-            | State::HandingOver { .. } => (Role::Master, Gate::Paused),
+        let (role, gate, serving) = match &self.state {
+            State::Replica => (Role::Replica, Gate::Closed, false),
+            State::Master => (Role::Master, Gate::Open, true),
+            State::Probing | State::Paused { .. } | State::HandingOver { .. } => {
+                (Role::Master, Gate::Paused, true)
+            }
+            State::Establishing { .. } | State::CatchingUp => (Role::Master, Gate::Paused, false),
         };
         View {
             epoch: self.epoch,
             role,
             master: self.master.clone(),
             gate,
+            serving,
         }
     }
 
@@ -350,12 +381,16 @@ impl Core {
         cmds
     }
 
-    /// Takes `epoch` as its master: persisted, then the master's duties, then ask the members.
-    fn establish(&mut self, epoch: Epoch, accepted: BTreeSet<String>, force: bool) -> Vec<Command> {
+    /// Takes `epoch` as its master: persisted, then the master's duties, then ask the members;
+    /// writes wait for a majority and the catch-up from it (`force`: neither).
+    fn establish(
+        &mut self,
+        epoch: Epoch,
+        accepted: BTreeMap<String, Acceptance>,
+        force: bool,
+    ) -> Vec<Command> {
         self.epoch = epoch;
         self.master = Some(self.me.clone());
-        let mut accepted = accepted;
-        accepted.insert(self.me.node_id.clone());
         let mut cmds = vec![
             Command::Persist {
                 epoch,
@@ -364,14 +399,43 @@ impl Core {
             Command::StopFollowing,
             Command::BecomeMaster,
         ];
-        self.state = if force || accepted.len() >= self.majority() {
-            State::Master
+        if force {
+            self.state = State::Master;
+            cmds.push(Command::Publish(self.view()));
         } else {
-            State::Establishing { accepted }
-        };
-        cmds.push(Command::Publish(self.view()));
+            self.state = State::Establishing { accepted };
+            let reached = self.majority_reached();
+            if reached.is_empty() {
+                cmds.push(Command::Publish(self.view()));
+            }
+            cmds.extend(reached);
+        }
         cmds.push(Command::Announce { probe: false });
         cmds
+    }
+
+    /// In `Establishing` with a majority (this node and its acceptors): on to `CatchingUp`.
+    fn majority_reached(&mut self) -> Vec<Command> {
+        let State::Establishing { accepted } = &self.state else {
+            return Vec::new();
+        };
+        let count = 1 + accepted.keys().filter(|id| **id != self.me.node_id).count();
+        if count < self.majority() {
+            return Vec::new();
+        }
+        let from: Vec<Acceptance> = accepted
+            .values()
+            .filter(|(m, _)| !same(m, &self.me))
+            .cloned()
+            .collect();
+        self.state = State::CatchingUp;
+        vec![
+            Command::Publish(self.view()),
+            Command::CatchUp {
+                epoch: self.epoch,
+                from,
+            },
+        ]
     }
 
     /// Decides on `event`.
@@ -388,22 +452,28 @@ impl Core {
                 from,
                 epoch,
                 master,
+                positions,
             } => {
                 if epoch > self.epoch {
-                    return Ok(self.adopt(epoch, master));
+                    return Ok(self.heard(epoch, master));
                 }
                 let accepted_me =
                     epoch == self.epoch && master.as_ref().is_some_and(|m| same(m, &self.me));
                 if let State::Establishing { accepted } = &mut self.state
                     && accepted_me
                 {
-                    accepted.insert(from.node_id);
-                    if accepted.len() >= self.majority() {
-                        self.state = State::Master;
-                        return Ok(vec![Command::Publish(self.view())]);
-                    }
+                    accepted.insert(from.node_id.clone(), (from, positions));
+                    return Ok(self.majority_reached());
                 }
                 Ok(Vec::new())
+            }
+            Event::CaughtUp { epoch } => {
+                if self.state == State::CatchingUp && epoch == self.epoch {
+                    self.state = State::Master;
+                    Ok(vec![Command::Publish(self.view())])
+                } else {
+                    Ok(Vec::new())
+                }
             }
             Event::Redirected { epoch, address } => {
                 if epoch > self.epoch {
@@ -538,13 +608,14 @@ impl Core {
                     return Ok(Vec::new());
                 }
                 let next = self.epoch + 1;
-                Ok(self.establish(next, BTreeSet::new(), false))
+                Ok(self.establish(next, BTreeMap::new(), false))
             }
             Event::TakeOver {
                 from,
                 epoch,
                 caught_up,
                 resyncing,
+                positions,
             } => {
                 let refuse = |reason: String| Err(KvError::FailoverRefused { reason });
                 if self.state != State::Replica {
@@ -573,7 +644,9 @@ impl Core {
                         "this replica has not applied every position the master named".into(),
                     );
                 }
-                Ok(self.establish(epoch, BTreeSet::from([from.node_id]), false))
+                // The old master accepted the epoch when it handed it over.
+                let accepted = BTreeMap::from([(from.node_id.clone(), (from, positions))]);
+                Ok(self.establish(epoch, accepted, false))
             }
             Event::Promote { highest, force } => {
                 if self.state != State::Replica {
@@ -585,7 +658,7 @@ impl Core {
                     });
                 }
                 let next = self.epoch.max(highest) + 1;
-                Ok(self.establish(next, BTreeSet::new(), force))
+                Ok(self.establish(next, BTreeMap::new(), force))
             }
             Event::Detach => Ok(if self.state == State::Replica {
                 vec![Command::StopFollowing]
@@ -599,13 +672,7 @@ impl Core {
             }),
             Event::Members(members) => {
                 self.members = members;
-                if let State::Establishing { accepted } = &self.state
-                    && accepted.len() >= self.majority()
-                {
-                    self.state = State::Master;
-                    return Ok(vec![Command::Publish(self.view())]);
-                }
-                Ok(Vec::new())
+                Ok(self.majority_reached())
             }
         }
     }
@@ -627,6 +694,14 @@ impl Core {
     }
 
     fn heard(&mut self, epoch: Epoch, master: Option<Member>) -> Vec<Command> {
+        // Nobody makes this node the master of an epoch it did not take (a hand-over's hello
+        // can arrive before the take_over itself): the take_over decides, or the old master
+        // takes the epoch after it.
+        if master.as_ref().is_some_and(|m| same(m, &self.me))
+            && !(epoch == self.epoch && self.is_master_role())
+        {
+            return Vec::new();
+        }
         if epoch > self.epoch {
             return self.adopt(epoch, master);
         }

@@ -1,6 +1,7 @@
 //! The state machine's decisions, checked as command lists (no network, no disk).
 
 use super::*;
+use shared::cluster::LogPos;
 
 fn m(id: &str) -> Member {
     Member {
@@ -58,6 +59,7 @@ fn a_probe_that_finds_a_higher_epoch_makes_it_a_replica() {
             from: m("b"),
             epoch: 4,
             master: Some(m("b")),
+            positions: vec![],
         })
         .expect("adopt");
     assert_persist_first(&cmds);
@@ -73,7 +75,8 @@ fn a_probe_that_finds_a_higher_epoch_makes_it_a_replica() {
                 epoch: 4,
                 role: Role::Replica,
                 master: Some(m("b")),
-                gate: Gate::Closed
+                gate: Gate::Closed,
+                serving: false,
             }),
             Command::Follow {
                 address: "b:1".into()
@@ -242,7 +245,8 @@ fn switchover_pauses_hands_over_and_follows() {
                 epoch: 3,
                 role: Role::Replica,
                 master: Some(m("b")),
-                gate: Gate::Closed
+                gate: Gate::Closed,
+                serving: false,
             }),
             Command::Follow {
                 address: "b:1".into()
@@ -276,14 +280,60 @@ fn a_hand_over_with_an_unknown_outcome_takes_the_epoch_after() {
     );
     assert!(cmds.contains(&Command::Announce { probe: false }));
     assert_eq!(gate(&core), Gate::Paused, "no write before a majority");
-    // b accepted epoch 3 for itself: no acceptance of 4 from it yet; c accepts 4.
-    core.handle(Event::HelloReply {
-        from: m("c"),
-        epoch: 4,
-        master: Some(m("a")),
-    })
-    .expect("c");
+    // b accepted epoch 3 for itself: no acceptance of 4 from it yet; c accepts 4, and says
+    // where it is: it may hold what b wrote in epoch 3.
+    let c_at = vec![pos(3, 12), pos(2, 5)];
+    let cmds = core
+        .handle(Event::HelloReply {
+            from: m("c"),
+            epoch: 4,
+            master: Some(m("a")),
+            positions: c_at.clone(),
+        })
+        .expect("c");
+    assert_eq!(core.state(), &State::CatchingUp);
+    assert_eq!(
+        cmds.last(),
+        Some(&Command::CatchUp {
+            epoch: 4,
+            from: vec![(m("c"), c_at)]
+        }),
+        "first, what the majority holds"
+    );
+    assert_eq!(gate(&core), Gate::Paused);
+    assert!(!core.view().serving, "no pull served before the catch-up");
+    core.handle(Event::CaughtUp { epoch: 4 })
+        .expect("caught up");
     assert_eq!((core.epoch(), gate(&core)), (4, Gate::Open));
+    assert!(core.view().serving);
+}
+
+fn pos(epoch: u64, seq: u64) -> LogPos {
+    LogPos { epoch, seq }
+}
+
+#[test]
+fn a_hello_naming_this_node_master_of_an_epoch_it_did_not_take_is_ignored() {
+    // The old master's announcement of the hand-over can arrive before the take_over.
+    let (mut core, _) = Core::start(m("b"), 2, Some(m("a")), None, three());
+    let cmds = core
+        .handle(Event::Hello {
+            epoch: 3,
+            master: Some(m("b")),
+        })
+        .expect("hello");
+    assert!(cmds.is_empty(), "{cmds:?}");
+    assert_eq!((core.epoch(), core.master()), (2, Some(&m("a"))));
+    // The take_over that follows still works.
+    core.handle(Event::TakeOver {
+        from: m("a"),
+        epoch: 3,
+        caught_up: true,
+        resyncing: false,
+        positions: vec![],
+    })
+    .expect("take over");
+    assert_eq!(core.epoch(), 3);
 }
 
 #[test]
@@ -294,6 +344,7 @@ fn take_over_is_refused_unless_everything_holds() {
         epoch,
         caught_up,
         resyncing,
+        positions: vec![],
     };
     for (event, want) in [
         (ok("c", 3, true, false), "does not follow"),
@@ -314,12 +365,18 @@ fn take_over_is_refused_unless_everything_holds() {
     assert_persist_first(&cmds);
     assert_eq!(
         core.state(),
-        &State::Master,
-        "b and the old master a are 2 of 3"
+        &State::CatchingUp,
+        "b and the old master a are 2 of 3: a majority at once"
     );
-    assert_eq!((core.epoch(), gate(&core)), (3, Gate::Open));
+    assert!(cmds.contains(&Command::CatchUp {
+        epoch: 3,
+        from: vec![(m("a"), vec![])]
+    }));
     assert!(cmds.contains(&Command::StopFollowing));
     assert!(cmds.contains(&Command::Announce { probe: false }));
+    core.handle(Event::CaughtUp { epoch: 3 })
+        .expect("caught up");
+    assert_eq!((core.epoch(), gate(&core)), (3, Gate::Open));
 }
 
 #[test]
@@ -338,6 +395,7 @@ fn promotion_waits_for_a_majority_unless_forced() {
         from: m("c"),
         epoch: 3,
         master: Some(m("c")),
+        positions: vec![],
     })
     .expect("c");
     assert_eq!(gate(&core), Gate::Paused);
@@ -345,8 +403,15 @@ fn promotion_waits_for_a_majority_unless_forced() {
         from: m("c"),
         epoch: 3,
         master: Some(m("b")),
+        positions: vec![pos(2, 9)],
     })
     .expect("c accepts");
+    assert_eq!(core.state(), &State::CatchingUp);
+    // A catch-up of another epoch (an earlier attempt) does not open the gate.
+    core.handle(Event::CaughtUp { epoch: 2 }).expect("stale");
+    assert_eq!(gate(&core), Gate::Paused);
+    core.handle(Event::CaughtUp { epoch: 3 })
+        .expect("caught up");
     assert_eq!(gate(&core), Gate::Open);
 
     let (mut forced, _) = Core::start(m("b"), 2, Some(m("a")), None, three());
@@ -385,6 +450,7 @@ fn a_new_master_that_hears_a_higher_epoch_gives_up_its_own() {
             from: m("c"),
             epoch: 4,
             master: Some(m("c")),
+            positions: vec![],
         })
         .expect("higher");
     assert_persist_first(&cmds);

@@ -32,7 +32,7 @@ use serde_bytes::ByteBuf;
 use shared::{
     Digest, JoinReply, JoinRequest, KvClient, KvError, LinkState, LogEntry, MasterLink, PullReply,
     PullRequest, SnapshotRequest,
-    cluster::{Epoch, EpochStart, Member},
+    cluster::{Epoch, EpochStart, LogPos, Member},
     limits::MAX_BATCH_KEYS,
 };
 use tokio::sync::Notify;
@@ -718,9 +718,10 @@ async fn full_resync(node: &Node, client: &KvClient, shard: u32) -> Result<(), S
     Ok(())
 }
 
-/// Before a promotion: fetches the entries another replica (at `address`) has past this node's
-/// position on `shard`, up to `target`, with the same divergence check as a follower. Returns
-/// how many entries were applied.
+/// Before a promotion, and for a new master from its majority: fetches the entries another node
+/// (at `address`) has past this node's position on `shard`, up to `target`, with the same
+/// divergence check as a follower (a candidate whose last entries are of an older epoch than
+/// the target's gives them up first). Returns how many entries were applied.
 ///
 /// # Errors
 /// When the peer cannot be reached, its log does not reach back far enough, or `deadline`
@@ -729,7 +730,7 @@ pub async fn catch_up(
     node: &Node,
     address: &str,
     shard: u32,
-    target: u64,
+    target: LogPos,
     deadline: Instant,
 ) -> Result<u64, String> {
     let describe = |s: Stop| match s {
@@ -743,7 +744,7 @@ pub async fn catch_up(
     let never = CancellationToken::new();
     loop {
         let from_seq = *local.writer.last_seq().borrow();
-        if from_seq >= target {
+        if local.writer.last_pos() >= target {
             return Ok(from_seq.saturating_sub(start));
         }
         if left().is_zero() {
@@ -774,8 +775,10 @@ pub async fn catch_up(
                         "shard {shard}: {address} has nothing after {from_seq} (target {target})"
                     ));
                 }
-                let entries: Vec<LogEntry> =
-                    entries.into_iter().filter(|e| e.seq <= target).collect();
+                let entries: Vec<LogEntry> = entries
+                    .into_iter()
+                    .filter(|e| e.seq <= target.seq)
+                    .collect();
                 apply(local, repl, entries, &never)
                     .await
                     .map_err(describe)?;
