@@ -225,6 +225,7 @@ impl Node {
                 file.cluster_id = Some(id);
                 file.epoch = FIRST_EPOCH;
                 file.master = Some(me.clone());
+                file.established = true;
                 file
             }
             None => ClusterFile::empty(),

@@ -36,7 +36,8 @@
 //!   ahead, by the divergence rule; then the highest epoch heard + 1, a majority before
 //!   writes); start a switchover (to a replica following the master), abort it, or give up an
 //!   unanswered `take_over` (take E+2, with a majority); crash; restart (a master keeps its
-//!   epoch and asks before writing).
+//!   epoch and, as kvd does, asks the members before writing but writes once the probe timed
+//!   out: modelled as admitting at once with its hellos in flight, the weakest case).
 //! - **Fencing**: any message with a higher epoch makes the receiver persist it and become a
 //!   replica of that epoch's master (unknown when the message does not say, and never itself).
 //!
@@ -122,6 +123,14 @@
 //! - (c) `NoCatchUp` -> property 2 (bound without switchover, where the spec as written
 //!   passes property 2): 0 writes v1, 2 pulls it, 0 acknowledges it; 1 is promoted hearing from
 //!   2, does not fetch v1, 2 accepts and 1 admits without it.
+//!
+//! Run on the fixed protocol:
+//! - (d) `RestartUnestablished` -> property 1. This one was a bug in kvd itself, found when the
+//!   restart was first modelled as kvd does it: 1 is promoted to epoch 2 (persisted), crashes
+//!   before its majority answers, restarts and admits after its probe; meanwhile 0, still the
+//!   master of 1, switches over to 2, which takes epoch 2: two masters of epoch 2. kvd now
+//!   writes `established` to `cluster.json` before a new master's first write, and a master
+//!   that restarts without it gathers its majority again.
 //!
 //! # Bounds and cost (2 cores)
 //!
@@ -225,6 +234,9 @@ enum Mutant {
     NoMajorityWait,
     /// Promotion skips the catch-up from the most advanced replica.
     NoCatchUp,
+    /// A master that restarts admits writes after its probe even if it never got the majority
+    /// for its epoch (it crashed in between): the bug this model found in kvd's first cut.
+    RestartUnestablished,
 }
 
 /// The model: the protocol of `docs/failover.md` on 3 nodes and one shard.
@@ -307,6 +319,10 @@ struct Node {
     /// Counts the replica's truncations and restarts: a reply answers only the call that
     /// asked, as an RPC reply does, even when the replica is back at the same position.
     call: u8,
+    /// As the master of `epoch`: it got its majority (and caught up from it) and admitted
+    /// writes; kvd writes this down before the first write (`cluster.json` `established`), so
+    /// a restart before it gathers a majority again instead of admitting after its probe.
+    established: bool,
     // Volatile.
     role: Role,
     /// On a master: acks=1 writes not yet acknowledged (values).
@@ -322,6 +338,7 @@ impl Node {
             history: History::default(),
             rollback: Vec::new(),
             call: 0,
+            established: true,
             role,
             waiting: Vec::new(),
         }
@@ -371,6 +388,7 @@ impl Node {
         if epoch > self.epoch {
             self.epoch = epoch;
             self.master = master;
+            self.established = false;
             self.role = Role::Replica;
             self.waiting.clear();
         } else if epoch == self.epoch && self.master.is_none() && master.is_some() {
@@ -573,6 +591,7 @@ impl Failover {
     fn admit(&self, s: &mut State, n: NodeId) {
         let node = Arc::make_mut(&mut s.nodes[n]);
         node.role = Role::Admitting;
+        node.established = true;
         let g = &mut s.ghost;
         g.admitted[index(node.epoch)] |= bit(n);
         for &(value, from) in &g.protected {
@@ -849,6 +868,7 @@ impl Failover {
             let n = s.node(t);
             n.epoch = epoch;
             n.master = Some(t);
+            n.established = false;
             // The old master already accepted: with this node, a majority of three.
             n.role = Role::Pending {
                 accepted: bit(t) | bit(o),
@@ -943,6 +963,7 @@ impl Failover {
         let n = s.node(c);
         n.epoch = epoch;
         n.master = Some(c);
+        n.established = false;
         s.ghost.promotions += 1;
         s.ghost.promoted |= epoch_bit(epoch);
         self.become_pending(s, c);
@@ -1010,6 +1031,7 @@ impl Failover {
                 let n = s.node(master);
                 n.epoch += 1;
                 n.master = Some(master);
+                n.established = false;
                 self.become_pending(s, master);
             }
             Action::Crash(node) => {
@@ -1020,8 +1042,17 @@ impl Failover {
             }
             Action::Restart(node) => {
                 s.node(node).call += 1;
-                if s.nodes[node].master == Some(node) {
-                    // A restarted master keeps its epoch and asks before it takes a write.
+                if s.nodes[node].master == Some(node)
+                    && (s.nodes[node].established || self.is(Mutant::RestartUnestablished))
+                {
+                    // A restarted master keeps its epoch: kvd asks the members (hello) before it
+                    // takes a write, and takes writes once they answered or the probe timed out
+                    // (so a master whose replicas are all down still comes back writable). Any
+                    // answer may be lost, so the weakest case, checked here, is to admit at once
+                    // with the hellos still in flight: one that brings a higher epoch fences it.
+                    self.admit(s, node);
+                } else if s.nodes[node].master == Some(node) {
+                    // It took the epoch but never got its majority: it gathers one again.
                     self.become_pending(s, node);
                 } else {
                     s.node(node).role = Role::Replica;
@@ -1400,6 +1431,26 @@ fn mutant_promoting_without_catch_up_is_caught() {
     assert_caught(Mutant::NoCatchUp, bounds, ACKED_WRITES_KEPT);
 }
 
+#[test]
+fn mutant_restarting_into_an_epoch_never_established_is_caught() {
+    // On the fixed protocol: a candidate takes epoch 2, crashes before its majority answers and
+    // comes back admitting, while the old master hands epoch 2 to another node.
+    let property = ONE_MASTER_PER_EPOCH;
+    let mutant = Mutant::RestartUnestablished;
+    let (checker, took) = run(Failover::with_fix(CI, Some(mutant)), &[property]);
+    assert!(
+        checker.discovery(property).is_some(),
+        "{mutant:?} was not caught by \"{property}\" within {CI:?} ({} states)",
+        checker.unique_state_count()
+    );
+    println!(
+        "{mutant:?} caught by \"{property}\" after {} states in {:.1} s:\n{}",
+        checker.unique_state_count(),
+        took.as_secs_f64(),
+        trace(&checker, property)
+    );
+}
+
 /// A run at any bound, for exploring: `KVD_MODEL_BOUNDS=writes,promotions,switchovers,crashes`
 /// (default: the long bound's first part), `KVD_MODEL_AS_WRITTEN=1` (without the fix),
 /// `KVD_MODEL_MUTANT=epoch-check|second-master|majority|catch-up`, `KVD_MODEL_SECS` (a time
@@ -1434,6 +1485,7 @@ fn custom_bound() {
         "second-master" => Mutant::SecondMaster,
         "majority" => Mutant::NoMajorityWait,
         "catch-up" => Mutant::NoCatchUp,
+        "restart" => Mutant::RestartUnestablished,
         other => panic!("KVD_MODEL_MUTANT: unknown mutant {other}"),
     });
     let model = if env("KVD_MODEL_AS_WRITTEN").is_some() {

@@ -51,6 +51,11 @@ pub struct ClusterFile {
     pub epoch: Epoch,
     /// The master of `epoch` this node accepted.
     pub master: Option<Member>,
+    /// Whether this node, as the master of `epoch`, got its majority and caught up from it
+    /// (written before its first write of the epoch): a master that restarts before that must
+    /// get its majority again instead of taking writes after its start-up probe.
+    #[serde(default)]
+    pub established: bool,
     /// Every node of the cluster this node knows of, itself included.
     pub members: Vec<MemberRecord>,
     /// Bumped at every membership change, so replicas know when to fetch it again.
@@ -68,6 +73,7 @@ impl ClusterFile {
             cluster_id: None,
             epoch: 0,
             master: None,
+            established: false,
             members: Vec::new(),
             members_version: 0,
             last_failover: None,

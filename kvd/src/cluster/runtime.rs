@@ -112,6 +112,7 @@ impl Cluster {
             me.clone(),
             file.epoch,
             file.master.clone(),
+            file.established,
             seed,
             file.member_list(),
         );
@@ -268,7 +269,7 @@ pub async fn handle(node: &Node, event: Event) -> Result<(), KvError> {
     let before = core.clone();
     let cmds = core.handle(event)?;
     for cmd in cmds {
-        let persist = matches!(cmd, Command::Persist { .. });
+        let persist = matches!(cmd, Command::Persist { .. } | Command::Established { .. });
         if let Err(e) = exec(node, &core, cmd).await {
             if persist {
                 // Nothing acted on it yet (Persist comes first): the decision is undone, so
@@ -303,6 +304,9 @@ async fn exec(node: &Node, core: &Core, cmd: Command) -> Result<(), KvError> {
             cluster
                 .update_file(move |f| {
                     let changed = f.epoch != epoch || f.master != m;
+                    if changed {
+                        f.established = false;
+                    }
                     f.epoch = epoch;
                     f.master = m;
                     changed
@@ -319,6 +323,17 @@ async fn exec(node: &Node, core: &Core, cmd: Command) -> Result<(), KvError> {
                     "new epoch"
                 );
             }
+        }
+        Command::Established { epoch } => {
+            cluster
+                .update_file(move |f| {
+                    let changed = f.epoch == epoch && !f.established;
+                    if changed {
+                        f.established = true;
+                    }
+                    changed
+                })
+                .await?;
         }
         Command::Publish(view) => {
             let before = cluster.gate.view();

@@ -188,12 +188,19 @@ pub enum Event {
 /// What the runtime must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// Write the epoch and its master to `cluster.json` (fsync) before anything else.
+    /// Write the epoch and its master to `cluster.json` (fsync) before anything else; the
+    /// epoch is not established by this node (yet).
     Persist {
         /// The epoch.
         epoch: Epoch,
         /// Its master.
         master: Option<Member>,
+    },
+    /// Write to `cluster.json` (fsync) that this node established `epoch` as its master (a
+    /// majority accepted it and it caught up from it), before the gate opens for its writes.
+    Established {
+        /// The epoch.
+        epoch: Epoch,
     },
     /// Publish the view (the write gate follows it).
     Publish(View),
@@ -245,7 +252,8 @@ fn same(a: &Member, b: &Member) -> bool {
 impl Core {
     /// The state after a start: `epoch` and `master` as persisted (or from the flags for a new
     /// node), `seed` the `--master` address. A node that is the master of its own epoch starts
-    /// probing; a node without members beyond itself starts as master at once.
+    /// probing if it had `established` that epoch (a node without members beyond itself starts
+    /// as master at once), and gathers its majority again if it had not.
     ///
     /// Returns the core and the commands to run first.
     #[must_use]
@@ -253,6 +261,7 @@ impl Core {
         me: Member,
         epoch: Epoch,
         master: Option<Member>,
+        established: bool,
         seed: Option<String>,
         members: Vec<Member>,
     ) -> (Self, Vec<Command>) {
@@ -265,7 +274,20 @@ impl Core {
             state: State::Replica,
         };
         let is_master = core.master.as_ref().is_some_and(|m| same(m, &core.me));
-        let cmds = if is_master {
+        let cmds = if is_master && !established {
+            // Taken, never established (a crash before its majority answered): ask again.
+            core.state = State::Establishing {
+                accepted: BTreeMap::new(),
+            };
+            let mut cmds = vec![Command::BecomeMaster];
+            let reached = core.majority_reached();
+            if reached.is_empty() {
+                cmds.push(Command::Publish(core.view()));
+            }
+            cmds.extend(reached);
+            cmds.push(Command::Announce { probe: false });
+            cmds
+        } else if is_master {
             if core.others().is_empty() {
                 core.state = State::Master;
                 vec![Command::BecomeMaster, Command::Publish(core.view())]
@@ -401,6 +423,7 @@ impl Core {
         ];
         if force {
             self.state = State::Master;
+            cmds.push(Command::Established { epoch });
             cmds.push(Command::Publish(self.view()));
         } else {
             self.state = State::Establishing { accepted };
@@ -470,7 +493,10 @@ impl Core {
             Event::CaughtUp { epoch } => {
                 if self.state == State::CatchingUp && epoch == self.epoch {
                     self.state = State::Master;
-                    Ok(vec![Command::Publish(self.view())])
+                    Ok(vec![
+                        Command::Established { epoch },
+                        Command::Publish(self.view()),
+                    ])
                 } else {
                     Ok(Vec::new())
                 }

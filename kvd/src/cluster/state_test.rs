@@ -31,7 +31,7 @@ fn gate(core: &Core) -> Gate {
 
 #[test]
 fn a_lone_master_admits_writes_at_once() {
-    let (core, cmds) = Core::start(m("a"), 1, Some(m("a")), None, vec![m("a")]);
+    let (core, cmds) = Core::start(m("a"), 1, Some(m("a")), true, None, vec![m("a")]);
     assert_eq!(core.state(), &State::Master);
     assert_eq!(gate(&core), Gate::Open);
     assert_eq!(
@@ -42,7 +42,7 @@ fn a_lone_master_admits_writes_at_once() {
 
 #[test]
 fn a_restarted_master_probes_before_any_write() {
-    let (mut core, cmds) = Core::start(m("a"), 3, Some(m("a")), None, three());
+    let (mut core, cmds) = Core::start(m("a"), 3, Some(m("a")), true, None, three());
     assert_eq!(core.state(), &State::Probing);
     assert_eq!(gate(&core), Gate::Paused);
     assert!(cmds.contains(&Command::Announce { probe: true }));
@@ -53,7 +53,7 @@ fn a_restarted_master_probes_before_any_write() {
 
 #[test]
 fn a_probe_that_finds_a_higher_epoch_makes_it_a_replica() {
-    let (mut core, _) = Core::start(m("a"), 3, Some(m("a")), None, three());
+    let (mut core, _) = Core::start(m("a"), 3, Some(m("a")), true, None, three());
     let cmds = core
         .handle(Event::HelloReply {
             from: m("b"),
@@ -90,7 +90,7 @@ fn a_probe_that_finds_a_higher_epoch_makes_it_a_replica() {
 
 #[test]
 fn a_master_that_hears_a_higher_epoch_steps_down_at_once() {
-    let (mut core, _) = Core::start(m("a"), 2, Some(m("a")), None, vec![m("a")]);
+    let (mut core, _) = Core::start(m("a"), 2, Some(m("a")), true, None, vec![m("a")]);
     let cmds = core
         .handle(Event::Heard {
             epoch: 3,
@@ -109,7 +109,7 @@ fn a_master_that_hears_a_higher_epoch_steps_down_at_once() {
 
 #[test]
 fn the_epoch_never_goes_down() {
-    let (mut core, _) = Core::start(m("b"), 5, Some(m("a")), None, three());
+    let (mut core, _) = Core::start(m("b"), 5, Some(m("a")), true, None, three());
     for epoch in [0, 1, 4, 5] {
         assert!(
             core.handle(Event::Heard {
@@ -142,7 +142,7 @@ fn the_epoch_never_goes_down() {
 
 #[test]
 fn one_master_per_epoch() {
-    let (mut core, _) = Core::start(m("c"), 3, Some(m("a")), None, three());
+    let (mut core, _) = Core::start(m("c"), 3, Some(m("a")), true, None, three());
     let e = core
         .handle(Event::Hello {
             epoch: 3,
@@ -172,7 +172,7 @@ fn one_master_per_epoch() {
 
 #[test]
 fn a_replica_learns_its_master_once_and_keeps_it() {
-    let (mut core, cmds) = Core::start(m("b"), 0, None, Some("seed:1".into()), vec![]);
+    let (mut core, cmds) = Core::start(m("b"), 0, None, false, Some("seed:1".into()), vec![]);
     assert_eq!(
         cmds.last(),
         Some(&Command::Follow {
@@ -198,7 +198,7 @@ fn a_replica_learns_its_master_once_and_keeps_it() {
 
 #[test]
 fn a_redirect_to_a_higher_epoch_is_followed() {
-    let (mut core, _) = Core::start(m("b"), 2, Some(m("a")), None, three());
+    let (mut core, _) = Core::start(m("b"), 2, Some(m("a")), true, None, three());
     let cmds = core
         .handle(Event::Redirected {
             epoch: 3,
@@ -217,7 +217,7 @@ fn a_redirect_to_a_higher_epoch_is_followed() {
 
 #[test]
 fn switchover_pauses_hands_over_and_follows() {
-    let (mut core, _) = Core::start(m("a"), 2, Some(m("a")), None, vec![m("a")]);
+    let (mut core, _) = Core::start(m("a"), 2, Some(m("a")), true, None, vec![m("a")]);
     core.handle(Event::Members(three())).expect("members");
     core.handle(Event::Pause { target: m("b") }).expect("pause");
     assert_eq!(gate(&core), Gate::Paused);
@@ -257,7 +257,7 @@ fn switchover_pauses_hands_over_and_follows() {
 
 #[test]
 fn a_switchover_called_off_before_the_hand_over_resumes_the_same_epoch() {
-    let (mut core, _) = Core::start(m("a"), 2, Some(m("a")), None, vec![m("a")]);
+    let (mut core, _) = Core::start(m("a"), 2, Some(m("a")), true, None, vec![m("a")]);
     core.handle(Event::Pause { target: m("b") }).expect("pause");
     core.handle(Event::Resume).expect("resume");
     assert_eq!((core.epoch(), gate(&core)), (2, Gate::Open));
@@ -265,7 +265,7 @@ fn a_switchover_called_off_before_the_hand_over_resumes_the_same_epoch() {
 
 #[test]
 fn a_hand_over_with_an_unknown_outcome_takes_the_epoch_after() {
-    let (mut core, _) = Core::start(m("a"), 2, Some(m("a")), None, vec![m("a")]);
+    let (mut core, _) = Core::start(m("a"), 2, Some(m("a")), true, None, vec![m("a")]);
     core.handle(Event::Members(three())).expect("members");
     core.handle(Event::Pause { target: m("b") }).expect("pause");
     core.handle(Event::HandOver).expect("hand over");
@@ -315,7 +315,7 @@ fn pos(epoch: u64, seq: u64) -> LogPos {
 #[test]
 fn a_hello_naming_this_node_master_of_an_epoch_it_did_not_take_is_ignored() {
     // The old master's announcement of the hand-over can arrive before the take_over.
-    let (mut core, _) = Core::start(m("b"), 2, Some(m("a")), None, three());
+    let (mut core, _) = Core::start(m("b"), 2, Some(m("a")), true, None, three());
     let cmds = core
         .handle(Event::Hello {
             epoch: 3,
@@ -338,7 +338,7 @@ fn a_hello_naming_this_node_master_of_an_epoch_it_did_not_take_is_ignored() {
 
 #[test]
 fn take_over_is_refused_unless_everything_holds() {
-    let start = || Core::start(m("b"), 2, Some(m("a")), None, three()).0;
+    let start = || Core::start(m("b"), 2, Some(m("a")), true, None, three()).0;
     let ok = |from: &str, epoch, caught_up, resyncing| Event::TakeOver {
         from: m(from),
         epoch,
@@ -381,7 +381,7 @@ fn take_over_is_refused_unless_everything_holds() {
 
 #[test]
 fn promotion_waits_for_a_majority_unless_forced() {
-    let (mut core, _) = Core::start(m("b"), 2, Some(m("a")), None, three());
+    let (mut core, _) = Core::start(m("b"), 2, Some(m("a")), true, None, three());
     let cmds = core
         .handle(Event::Promote {
             highest: 2,
@@ -414,7 +414,7 @@ fn promotion_waits_for_a_majority_unless_forced() {
         .expect("caught up");
     assert_eq!(gate(&core), Gate::Open);
 
-    let (mut forced, _) = Core::start(m("b"), 2, Some(m("a")), None, three());
+    let (mut forced, _) = Core::start(m("b"), 2, Some(m("a")), true, None, three());
     forced
         .handle(Event::Promote {
             highest: 5,
@@ -439,7 +439,7 @@ fn promotion_waits_for_a_majority_unless_forced() {
 
 #[test]
 fn a_new_master_that_hears_a_higher_epoch_gives_up_its_own() {
-    let (mut core, _) = Core::start(m("b"), 2, Some(m("a")), None, three());
+    let (mut core, _) = Core::start(m("b"), 2, Some(m("a")), true, None, three());
     core.handle(Event::Promote {
         highest: 2,
         force: false,
@@ -462,10 +462,43 @@ fn a_new_master_that_hears_a_higher_epoch_gives_up_its_own() {
 fn majorities() {
     let core = |n: usize| {
         let members = (0..n).map(|i| m(&format!("n{i}"))).collect();
-        Core::start(m("n0"), 1, None, None, members).0
+        Core::start(m("n0"), 1, None, false, None, members).0
     };
     assert_eq!(core(1).majority(), 1);
     assert_eq!(core(2).majority(), 2);
     assert_eq!(core(3).majority(), 2);
     assert_eq!(core(5).majority(), 3);
+}
+
+#[test]
+fn a_master_restarted_before_its_epoch_was_established_gathers_a_majority_again() {
+    // b took epoch 3 (persisted), then crashed before its majority answered.
+    let (mut core, cmds) = Core::start(m("b"), 3, Some(m("b")), false, None, three());
+    assert!(
+        matches!(core.state(), State::Establishing { .. }),
+        "{:?}",
+        core.state()
+    );
+    assert_eq!(gate(&core), Gate::Paused);
+    assert!(!core.view().serving);
+    assert!(cmds.contains(&Command::Announce { probe: false }));
+    core.handle(Event::HelloReply {
+        from: m("c"),
+        epoch: 3,
+        master: Some(m("b")),
+        positions: vec![],
+    })
+    .expect("c");
+    let cmds = core
+        .handle(Event::CaughtUp { epoch: 3 })
+        .expect("caught up");
+    assert_eq!(
+        cmds[0],
+        Command::Established { epoch: 3 },
+        "written down before the gate opens"
+    );
+    assert_eq!(gate(&core), Gate::Open);
+    // Established, a restart probes and admits as before.
+    let (core, _) = Core::start(m("b"), 3, Some(m("b")), true, None, three());
+    assert_eq!(core.state(), &State::Probing);
 }
