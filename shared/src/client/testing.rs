@@ -769,10 +769,21 @@ pub async fn serve(mut fake: Fake) -> Endpoint {
     endpoint
 }
 
-/// A loopback port that was just free: nothing listens there (almost certainly).
+/// A loopback port nothing listens on, reserved for the life of the test process.
 pub fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
+    // Bound but never listening: a connection to it is refused, and the port stays taken for
+    // the life of the test process, so no other test's listener can be given it (a listener
+    // bound and dropped frees its port for the next bind, which made tests flaky).
+    static HELD: std::sync::Mutex<Vec<tokio::net::TcpSocket>> = std::sync::Mutex::new(Vec::new());
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("bind");
+    let port = socket.local_addr().expect("addr").port();
+    HELD.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(socket);
+    port
 }
 
 /// A loopback endpoint nothing listens on.
