@@ -183,12 +183,12 @@ fn scan_and_status() {
 
 #[test]
 fn unreachable_node_exits_3() {
-    // A port that was just free: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port bound but never listening, held for the test: connecting is refused, and no other
+    // test's node can be given it meanwhile.
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .unwrap();
+    let port = held.local_addr().unwrap().port();
     let out = kvctl(&format!("http://127.0.0.1:{port}"), &["get", "a"], None);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains(&port.to_string()));

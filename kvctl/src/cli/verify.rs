@@ -626,10 +626,7 @@ shard 0  seq 1234  replica h:1            MISMATCH (keys 499, hash 77aa01bc…)
 
     #[tokio::test]
     async fn an_unreachable_replica_exits_3_naming_it() {
-        let closed = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            l.local_addr().expect("addr").port()
-        };
+        let closed = shared::client::testing::closed_port();
         let mut fake = cluster(Digests::new(500, HASH), vec![Digests::new(500, HASH)]).await;
         let mut listed = fake.replicas.to_vec();
         listed.push(replica(
