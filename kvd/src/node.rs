@@ -522,6 +522,17 @@ impl Node {
         }
     }
 
+    /// Admits a write at the cluster's gate (it may wait out a pause), in the epoch it is
+    /// admitted in.
+    async fn admit_write(&self) -> Result<crate::cluster::gate::Ticket<'_>, KvError> {
+        self.inner
+            .cluster
+            .gate()
+            .admit()
+            .await
+            .map_err(|e| self.named(e))
+    }
+
     /// A refusal from the writer or the gate without the master's address gets the one the
     /// node knows.
     fn named(&self, e: KvError) -> KvError {
@@ -585,13 +596,7 @@ impl Node {
             value: req.value.into_vec(),
             condition: req.condition,
         };
-        let ticket = self
-            .inner
-            .cluster
-            .gate()
-            .admit()
-            .await
-            .map_err(|e| self.named(e))?;
+        let ticket = self.admit_write().await?;
         let seq = shard
             .writer
             .submit(kind, ticket.epoch)
@@ -664,13 +669,7 @@ impl Node {
                 });
             }
         }
-        let ticket = self
-            .inner
-            .cluster
-            .gate()
-            .admit()
-            .await
-            .map_err(|e| self.named(e))?;
+        let ticket = self.admit_write().await?;
         let epoch = ticket.epoch;
         let writes = req.entries.into_iter().map(|kv| {
             let shard = self.shard(&kv.key);
@@ -715,13 +714,7 @@ impl Node {
     /// An invalid key, `NotMaster` on a replica, or a storage failure.
     pub async fn delete(&self, key: Vec<u8>) -> Result<Option<Version>, KvError> {
         self.check_key(&key)?;
-        let ticket = self
-            .inner
-            .cluster
-            .gate()
-            .admit()
-            .await
-            .map_err(|e| self.named(e))?;
+        let ticket = self.admit_write().await?;
         let result = self
             .shard(&key)
             .writer

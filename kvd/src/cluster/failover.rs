@@ -781,15 +781,7 @@ pub async fn forget(node: &Node, name: &str) -> Result<Member, KvError> {
             epoch: view.epoch,
         });
     }
-    let me = node.cluster().me().node_id.clone();
-    let replicas: Vec<Member> = node
-        .cluster()
-        .file()
-        .member_list()
-        .into_iter()
-        .filter(|m| m.node_id != me)
-        .collect();
-    let member = resolve(&replicas, name)?;
+    let member = resolve(&node.cluster().others(), name)?;
     if node.master().is_up(&member.node_id) {
         return Err(KvError::InvalidArgument(format!(
             "replica {} at {} is up: stop it first, or it joins again",

@@ -104,36 +104,14 @@ impl WriteGate {
     /// `NotMaster` (naming the master and epoch) when closed, or still paused after the wait.
     pub async fn admit(&self) -> Result<Ticket<'_>, KvError> {
         // The common case, without a subscription: one short lock.
-        {
-            let mut inner = self.lock();
-            match inner.view.gate {
-                Gate::Open => {
-                    inner.in_flight += 1;
-                    return Ok(Ticket {
-                        gate: self,
-                        epoch: inner.view.epoch,
-                    });
-                }
-                Gate::Closed => return Err(refusal(&inner.view)),
-                Gate::Paused => {}
-            }
+        if let Some(decided) = self.try_admit() {
+            return decided;
         }
         let mut changes = self.changes.subscribe();
         let deadline = tokio::time::Instant::now() + MAX_PAUSE;
         loop {
-            {
-                let mut inner = self.lock();
-                match inner.view.gate {
-                    Gate::Open => {
-                        inner.in_flight += 1;
-                        return Ok(Ticket {
-                            gate: self,
-                            epoch: inner.view.epoch,
-                        });
-                    }
-                    Gate::Closed => return Err(refusal(&inner.view)),
-                    Gate::Paused => {}
-                }
+            if let Some(decided) = self.try_admit() {
+                return decided;
             }
             changes.borrow_and_update();
             // Re-check after subscribing to the change, so a publish in between is not missed.
@@ -146,6 +124,23 @@ impl WriteGate {
             {
                 return Err(refusal(&self.lock().view));
             }
+        }
+    }
+
+    /// The gate's answer now: a ticket (open), a refusal (closed), or `None` (paused). The
+    /// check and the count are one step under the lock.
+    fn try_admit(&self) -> Option<Result<Ticket<'_>, KvError>> {
+        let mut inner = self.lock();
+        match inner.view.gate {
+            Gate::Open => {
+                inner.in_flight += 1;
+                Some(Ok(Ticket {
+                    gate: self,
+                    epoch: inner.view.epoch,
+                }))
+            }
+            Gate::Closed => Some(Err(refusal(&inner.view))),
+            Gate::Paused => None,
         }
     }
 

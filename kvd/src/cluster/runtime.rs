@@ -222,6 +222,16 @@ impl Cluster {
         }
     }
 
+    /// Every member of the membership but this node.
+    #[must_use]
+    pub fn others(&self) -> Vec<Member> {
+        lock(&self.file)
+            .member_list()
+            .into_iter()
+            .filter(|m| m.node_id != self.me.node_id)
+            .collect()
+    }
+
     /// The address the follower follows now, if one runs.
     #[must_use]
     pub fn following(&self) -> Option<String> {
@@ -599,11 +609,7 @@ async fn master_duties(node: Node, cancel: CancellationToken) {
         }
         let ask = node.master().sweep(ASK_EVERY);
         let view = node.cluster().view();
-        let others = node.cluster().file().member_list();
-        let others: Vec<Member> = others
-            .into_iter()
-            .filter(|m| m.node_id != node.cluster().me.node_id)
-            .collect();
+        let others = node.cluster().others();
         // A new epoch waiting for its majority keeps asking everyone; a switchover's pause
         // does not (the target's take_over decides it).
         let holding = view.role == Role::Master && !view.serving;

@@ -256,14 +256,7 @@ async fn discover(node: &Node, cancel: &CancellationToken) {
         Some("the master is not known; asking the members".into()),
     );
     loop {
-        let me = node.cluster().me().node_id.clone();
-        let others: Vec<Member> = node
-            .cluster()
-            .file()
-            .member_list()
-            .into_iter()
-            .filter(|m| m.node_id != me)
-            .collect();
+        let others = node.cluster().others();
         let asks = others.iter().map(|m| runtime::say_hello(node, m));
         tokio::select! {
             () = cancel.cancelled() => return,
