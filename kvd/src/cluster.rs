@@ -10,14 +10,18 @@
 //! persist.rs    cluster.json: cluster id, epoch and master, membership, last failover
 //! runtime.rs    runs the state machine's commands: persist, publish, follow, master duties
 //! failover.rs   switchover, promotion, take-over, forget, and their plans (pure)
+//! election.rs   automatic failover: the detector, pre-vote and vote, the vote's conditions
+//! lease.rs      the master's lease in automatic failover (pure arithmetic)
 //! peers.rs      calls to other nodes (hello, status, take_over) with timeouts
 //! ```
 //!
 //! See `docs/failover.md` for the protocol.
 
+pub mod election;
 pub mod failover;
 pub mod gate;
 pub mod history;
+pub mod lease;
 pub mod peers;
 pub mod persist;
 pub mod runtime;

@@ -63,6 +63,15 @@ pub struct Args {
     /// A replica not heard from for this many milliseconds is marked down.
     #[arg(long, env = "KVD_REPLICA_TIMEOUT_MS", default_value_t = 5_000)]
     pub replica_timeout_ms: u64,
+    /// How the cluster fails over: `manual` (`kvctl failover` / `kvctl promote`) or `auto` (a
+    /// majority elects a new master when the master is lost; see docs/auto-failover.md). Give
+    /// every node the same.
+    #[arg(long, env = "KVD_FAILOVER", value_enum, default_value_t = FailoverArg::Manual)]
+    pub failover: FailoverArg,
+    /// With --failover=auto: a replica that has not heard from its master for this many
+    /// milliseconds starts an election; a master's lease is a little shorter.
+    #[arg(long, env = "KVD_FAILOVER_TIMEOUT_MS", default_value_t = 5_000)]
+    pub failover_timeout_ms: u64,
     /// Port of the HTTP endpoint with /metrics, /health and /ready, on the same host; 0 turns
     /// it off [default: --port + 1000, or a port the OS picks when --port=0].
     #[arg(long, env = "KVD_METRICS_PORT")]
@@ -98,6 +107,15 @@ pub enum SyncArg {
     Always,
     /// Acknowledge once written to the OS.
     None,
+}
+
+/// `--failover` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailoverArg {
+    /// By the operator.
+    Manual,
+    /// By an election among the members.
+    Auto,
 }
 
 /// `--log-format` values.
@@ -159,6 +177,10 @@ pub struct Config {
     pub acks_timeout: std::time::Duration,
     /// Silence after which a replica is marked down.
     pub replica_timeout: std::time::Duration,
+    /// Whether a majority elects a new master by itself.
+    pub auto_failover: bool,
+    /// Silence from its master after which a replica stands (auto failover).
+    pub failover_timeout: std::time::Duration,
     /// Log settings.
     pub log: LogConfig,
 }
@@ -245,6 +267,12 @@ impl Args {
                 self.replica_timeout_ms
             ));
         }
+        if !(500..=600_000).contains(&self.failover_timeout_ms) {
+            return bad(format!(
+                "--failover-timeout-ms={} is out of range: use 500 to 600000",
+                self.failover_timeout_ms
+            ));
+        }
         if self.max_connections_per_ip == 0 {
             return bad("--max-connections-per-ip must be at least 1".into());
         }
@@ -293,6 +321,8 @@ impl Args {
             min_acks: self.min_acks,
             acks_timeout: std::time::Duration::from_millis(self.acks_timeout_ms),
             replica_timeout: std::time::Duration::from_millis(self.replica_timeout_ms),
+            auto_failover: self.failover == FailoverArg::Auto,
+            failover_timeout: std::time::Duration::from_millis(self.failover_timeout_ms),
             log: LogConfig {
                 dir: log_dir,
                 rotation: self.log_rotation,

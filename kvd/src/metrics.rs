@@ -67,9 +67,11 @@ pub enum Op {
     Promote,
     /// `forget`
     Forget,
+    /// `vote`
+    Vote,
 }
 
-const OPS: [(Op, &str); 17] = [
+const OPS: [(Op, &str); 18] = [
     (Op::Get, "get"),
     (Op::Put, "put"),
     (Op::Delete, "delete"),
@@ -87,6 +89,7 @@ const OPS: [(Op, &str); 17] = [
     (Op::Failover, "failover"),
     (Op::Promote, "promote"),
     (Op::Forget, "forget"),
+    (Op::Vote, "vote"),
 ];
 
 impl Op {

@@ -160,7 +160,14 @@ impl Node {
         };
         let file = Self::cluster_file(&cfg, &me, has_data)?;
         let seed = cfg.master.as_ref().map(ToString::to_string);
-        let cluster = Cluster::new(me, cfg.data_dir.clone(), file, seed, fence);
+        let cluster = Cluster::new(
+            me,
+            cfg.data_dir.clone(),
+            file,
+            seed,
+            fence,
+            cfg.auto_failover,
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 metrics,
@@ -280,6 +287,58 @@ impl Node {
         Ok((local, repl))
     }
 
+    /// Time since the process started.
+    #[must_use]
+    pub fn uptime(&self) -> Duration {
+        self.inner.started.elapsed()
+    }
+
+    /// This node's monotonic clock: nanoseconds since it started (the lease's timestamps).
+    #[must_use]
+    pub fn clock_ns(&self) -> u64 {
+        u64::try_from(self.inner.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// On a master in automatic failover that has replicas: how long its lease still runs
+    /// (zero: ended). `None` where no lease applies (manual mode, a replica, a master alone).
+    #[must_use]
+    pub fn lease_left(&self) -> Option<Duration> {
+        self.lease().map(|(left, _)| left)
+    }
+
+    /// The lease: how long it still runs, and how long ago it ended (one of them zero).
+    fn lease(&self) -> Option<(Duration, Duration)> {
+        if !self.inner.cfg.auto_failover || self.role() != Role::Master {
+            return None;
+        }
+        // With fewer than three members no election can happen (a majority of two is both),
+        // so nothing needs the old master to stop: it keeps serving without a lease.
+        let members = self.inner.cluster.file().members.len().max(1);
+        if members < 3 {
+            return None;
+        }
+        let needed = (members / 2 + 1).saturating_sub(1);
+        let length = crate::cluster::lease::length(self.inner.cfg.failover_timeout);
+        let end = crate::cluster::lease::end(&self.inner.master.confirmations(), needed, length);
+        let now = self.clock_ns();
+        Some(match end {
+            Some(e) if e > now => (Duration::from_nanos(e - now), Duration::ZERO),
+            Some(e) => (Duration::ZERO, Duration::from_nanos(now - e)),
+            None => (Duration::ZERO, self.uptime()),
+        })
+    }
+
+    /// Refuses a write or a read of a master whose lease ended (auto failover).
+    fn check_lease(&self) -> Result<(), KvError> {
+        match self.lease() {
+            Some((left, ago)) if left.is_zero() => Err(KvError::NoLease {
+                epoch: self.inner.cluster.view().epoch,
+                since_ms: u64::try_from(ago.as_millis()).unwrap_or(u64::MAX),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Stops the node with `error` (a master refused this replica for good).
     pub fn fail(&self, error: KvError) {
         *self
@@ -388,6 +447,11 @@ impl Node {
     /// The master's refusal of this replica for good (shard count, duplicate id).
     pub async fn run_background(&self) -> Result<(), KvError> {
         runtime::start(self).await;
+        if self.inner.cfg.auto_failover {
+            let node = self.clone();
+            let cancel = self.inner.cancel.child_token();
+            tokio::spawn(crate::cluster::election::run(node, cancel));
+        }
         self.inner.cancel.cancelled().await;
         let fatal = self
             .inner
@@ -525,12 +589,15 @@ impl Node {
     /// Admits a write at the cluster's gate (it may wait out a pause), in the epoch it is
     /// admitted in.
     async fn admit_write(&self) -> Result<crate::cluster::gate::Ticket<'_>, KvError> {
-        self.inner
+        let ticket = self
+            .inner
             .cluster
             .gate()
             .admit()
             .await
-            .map_err(|e| self.named(e))
+            .map_err(|e| self.named(e))?;
+        self.check_lease()?;
+        Ok(ticket)
     }
 
     /// A refusal from the writer or the gate without the master's address gets the one the
@@ -563,6 +630,14 @@ impl Node {
     /// # Errors
     /// An invalid key or a storage failure.
     pub fn get(&self, key: &[u8]) -> Result<Option<Versioned>, KvError> {
+        self.check_lease()?;
+        let found = self.get_unleased(key)?;
+        // Checked again once read: a master frozen in between must not answer stale data.
+        self.check_lease()?;
+        Ok(found)
+    }
+
+    fn get_unleased(&self, key: &[u8]) -> Result<Option<Versioned>, KvError> {
         self.check_key(key)?;
         let shard = self.shard(key);
         self.readable(shard.store.id())?;
@@ -642,7 +717,13 @@ impl Node {
                 keys.len()
             )));
         }
-        keys.iter().map(|k| self.get(k)).collect()
+        self.check_lease()?;
+        let found = keys
+            .iter()
+            .map(|k| self.get_unleased(k))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.check_lease()?;
+        Ok(found)
     }
 
     /// Writes many keys: all are checked first, then every shard's writer gets its share at
@@ -729,6 +810,13 @@ impl Node {
     /// # Errors
     /// A prefix longer than the key limit, or a storage failure.
     pub async fn scan(&self, req: ScanRequest) -> Result<ScanPage, KvError> {
+        self.check_lease()?;
+        let page = self.scan_unleased(req).await?;
+        self.check_lease()?;
+        Ok(page)
+    }
+
+    async fn scan_unleased(&self, req: ScanRequest) -> Result<ScanPage, KvError> {
         for id in 0..self.inner.cfg.shards {
             self.readable(id)?;
         }
@@ -830,7 +918,21 @@ impl Node {
             cluster_id: file.cluster_id.clone().unwrap_or_default(),
             epoch: view.epoch,
             master: view.master.clone(),
-            writable: view.role == Role::Master && view.gate == Gate::Open,
+            writable: view.role == Role::Master
+                && view.gate == Gate::Open
+                && self.lease_left().is_none_or(|l| !l.is_zero()),
+            failover: shared::cluster::FailoverStatus {
+                mode: if cfg.auto_failover { "auto" } else { "manual" }.into(),
+                timeout_ms: u64::try_from(cfg.failover_timeout.as_millis()).unwrap_or(u64::MAX),
+                lease_ms: self
+                    .lease_left()
+                    .map(|l| u64::try_from(l.as_millis()).unwrap_or(u64::MAX)),
+                election: self.inner.cluster.election(),
+                note: (cfg.auto_failover && file.members.len() == 2).then(|| {
+                    "two members: a majority is both, so it never elects a new master on its own"
+                        .to_string()
+                }),
+            },
             last_failover: file.last_failover,
             address: self.inner.advertised.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -1000,7 +1102,11 @@ impl Node {
             });
         }
         let note = match master {
-            Some(m) => Some(m.record_pull(&req.node_id, req.shard, req.from_seq, master_seq)?),
+            Some(m) => {
+                let note = m.record_pull(&req.node_id, req.shard, req.from_seq, master_seq)?;
+                m.confirm(&req.node_id, req.confirms);
+                Some(note)
+            }
             None => None,
         };
         let resync = |first: Option<u64>| PullReply::FullResyncNeeded {
@@ -1049,6 +1155,7 @@ impl Node {
             master_seq: now_seq,
             epoch,
             members,
+            sent_at: self.clock_ns(),
         })
     }
 

@@ -41,7 +41,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 
 use crate::{
-    cluster::{failover, runtime},
+    cluster::{election, failover, runtime},
     metrics::Op,
     node::Node,
 };
@@ -165,6 +165,15 @@ impl Kv for RpcServer {
 
     async fn take_over(self, _: Context, req: TakeOverRequest) -> Result<(), KvError> {
         self.handle(Op::TakeOver, None, failover::take_over(&self.node, req))
+            .await
+    }
+
+    async fn vote(
+        self,
+        _: Context,
+        req: shared::cluster::VoteRequest,
+    ) -> Result<shared::cluster::VoteReply, KvError> {
+        self.handle(Op::Vote, None, election::on_vote(&self.node, req))
             .await
     }
 

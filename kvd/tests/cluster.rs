@@ -555,3 +555,124 @@ async fn a_replica_restarted_on_another_address_is_taken_back() {
         (rid.as_str(), r2.addr.as_str())
     );
 }
+
+fn auto() -> Vec<String> {
+    vec![
+        "--failover=auto".into(),
+        "--failover-timeout-ms=1000".into(),
+    ]
+}
+
+async fn auto_replica(dir: &Path, master: &str) -> TestNode {
+    let mut extra = vec![
+        "--replica=true".to_string(),
+        format!("--master=http://{master}"),
+    ];
+    extra.extend(auto());
+    TestNode::start(dir, 0, &extra).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn auto_failover_elects_a_replica_when_the_master_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = TestNode::start(&dir.path().join("a"), 0, &auto()).await;
+    let mut b = auto_replica(&dir.path().join("b"), &a.addr).await;
+    let mut c = auto_replica(&dir.path().join("c"), &a.addr).await;
+    let ca = a.client().await;
+    wait_for("the master's lease", Duration::from_secs(10), || async {
+        let s = a.status().await;
+        s.writable && s.failover.lease_ms.is_some_and(|l| l > 0)
+    })
+    .await;
+    for i in 0..100 {
+        put(&ca, &format!("k{i}"), "v").await.unwrap();
+    }
+    caught_up(&a, 2).await;
+    let sa = a.status().await;
+    assert_eq!(sa.failover.mode, "auto");
+    assert!(
+        sa.failover.lease_ms.is_some_and(|l| l > 0),
+        "{:?}",
+        sa.failover
+    );
+    a.stop().await;
+    let stopped = Instant::now();
+    // One of the replicas is elected at epoch 2, the other follows it.
+    let elected = std::sync::Mutex::new(None);
+    wait_for("an election", Duration::from_secs(15), || {
+        let (b, c, elected) = (&b, &c, &elected);
+        async move {
+            for n in [b, c] {
+                let s = n.status().await;
+                if s.role == Role::Master && s.writable && s.epoch == 2 {
+                    *elected.lock().unwrap() = Some(n.addr.clone());
+                    return true;
+                }
+            }
+            false
+        }
+    })
+    .await;
+    let took = stopped.elapsed();
+    let new = elected.into_inner().unwrap().unwrap();
+    eprintln!("elected {new} {took:?} after the master stopped (failover timeout 1 s)");
+    let (master, other) = if new == b.addr { (&b, &c) } else { (&c, &b) };
+    let cm = master.client().await;
+    for i in 0..100 {
+        assert_eq!(get(&cm, &format!("k{i}")).await.as_deref(), Some(&b"v"[..]));
+    }
+    put(&cm, "after", "election").await.unwrap();
+    let s = master.status().await;
+    assert_eq!(
+        s.last_failover.as_ref().map(|f| f.kind.as_str()),
+        Some("election")
+    );
+    wait_for(
+        "the other replica to follow",
+        Duration::from_secs(10),
+        || async {
+            let s = other.status().await;
+            s.epoch == 2
+                && s.master_link
+                    .is_some_and(|l| l.state == shared::LinkState::Up)
+        },
+    )
+    .await;
+    // The old master comes back as a replica of the new one.
+    a.restart().await;
+    wait_for(
+        "the old master to follow",
+        Duration::from_secs(10),
+        || async {
+            let s = a.status().await;
+            s.role == Role::Replica && s.epoch == 2
+        },
+    )
+    .await;
+    caught_up(master, 2).await;
+    assert_eq!(digests(&a).await, digests(master).await);
+    // With both replicas gone, the master's lease ends: no writes, no reads.
+    let (m, o) = if new == b.addr {
+        (&mut b, &mut c)
+    } else {
+        (&mut c, &mut b)
+    };
+    o.stop().await;
+    a.stop().await;
+    wait_for("the lease to end", Duration::from_secs(10), || async {
+        m.status().await.failover.lease_ms == Some(0)
+    })
+    .await;
+    let e = put(&m.client().await, "no", "lease")
+        .await
+        .expect_err("no lease");
+    assert!(matches!(e, KvError::NoLease { epoch: 2, .. }), "{e}");
+    let e = m
+        .client()
+        .await
+        .get(ctx(), ByteBuf::from(b"after".to_vec()))
+        .await
+        .unwrap()
+        .expect_err("no read either");
+    assert!(matches!(e, KvError::NoLease { .. }), "{e}");
+}

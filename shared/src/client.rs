@@ -689,12 +689,12 @@ impl Client {
             followed = false;
             if !backoff.wait(deadline).await {
                 return Err(match e {
-                    Error::Kv(KvError::NotMaster { .. } | KvError::ShuttingDown) => {
-                        Error::NoMaster {
-                            after: self.inner.timeout,
-                            seen: vec![format!("{}: {e}", master.peer.endpoint)],
-                        }
-                    }
+                    Error::Kv(
+                        KvError::NotMaster { .. } | KvError::ShuttingDown | KvError::NoLease { .. },
+                    ) => Error::NoMaster {
+                        after: self.inner.timeout,
+                        seen: vec![format!("{}: {e}", master.peer.endpoint)],
+                    },
                     other => other,
                 });
             }

@@ -250,6 +250,85 @@ pub struct TakeOverRequest {
     pub positions: Vec<u64>,
 }
 
+/// A candidate asking for a node's vote in an automatic failover (`docs/auto-failover.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoteRequest {
+    /// The candidate.
+    pub from: Member,
+    /// Its cluster.
+    pub cluster_id: String,
+    /// The epoch it stands for (one above the highest it knows).
+    pub epoch: Epoch,
+    /// A pre-vote: the voter only says whether it would grant, persisting nothing.
+    pub pre: bool,
+    /// The candidate's last position on every shard, in shard order.
+    pub positions: Vec<LogPos>,
+}
+
+/// A node's answer to a vote request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoteReply {
+    /// Who answers.
+    pub node: Member,
+    /// Whether it grants (for a real vote: it accepted the candidate for the epoch, persisted).
+    pub granted: bool,
+    /// Why not, in words (empty when granted).
+    pub reason: String,
+    /// Its epoch after the request.
+    pub epoch: Epoch,
+    /// The master of that epoch, as it knows it.
+    pub master: Option<Member>,
+    /// Its last position on every shard, in shard order (the winner catches up from the most
+    /// advanced voter).
+    pub positions: Vec<LogPos>,
+}
+
+/// An election in progress, as the candidate sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElectionStatus {
+    /// The epoch stood for.
+    pub epoch: Epoch,
+    /// The candidate (this node).
+    pub candidate: Member,
+    /// Node ids that granted their vote so far (the candidate included).
+    pub votes: Vec<String>,
+    /// Votes needed (a majority of the membership).
+    pub needed: u32,
+    /// When it started (milliseconds since the Unix epoch).
+    pub started_unix_ms: u64,
+}
+
+/// How a node fails over, for status and the console.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailoverStatus {
+    /// `manual` or `auto`.
+    pub mode: String,
+    /// `--failover-timeout-ms` (auto).
+    pub timeout_ms: u64,
+    /// On a master in auto mode: how long its lease still runs (0: ended), in milliseconds;
+    /// `None` where there is no lease (manual mode, a replica, a master without replicas).
+    pub lease_ms: Option<u64>,
+    /// An election this node is running.
+    pub election: Option<ElectionStatus>,
+    /// Why this node cannot fail over on its own, when it cannot (two members, manual mode).
+    pub note: Option<String>,
+}
+
+impl FailoverStatus {
+    /// Manual failover with the default timeout: what a node reports that has no lease and no
+    /// election (also what test fakes report).
+    #[must_use]
+    pub fn manual() -> Self {
+        Self {
+            mode: "manual".into(),
+            timeout_ms: 5000,
+            lease_ms: None,
+            election: None,
+            note: None,
+        }
+    }
+}
+
 /// The last failover a node took part in, for status and the console.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailoverRecord {

@@ -93,6 +93,19 @@ pub enum KvError {
         /// The members it matches.
         matches: Vec<String>,
     },
+    /// A master in automatic failover whose lease ran out: a majority has not confirmed it
+    /// recently, so another node may be elected. It takes no writes and serves no reads.
+    #[error(
+        "this master (epoch {epoch}) has not been confirmed by a majority for {since_ms} ms (its \
+         lease ran out): it takes no writes and serves no reads until its replicas confirm it \
+         again, or another node is elected; retry on the others"
+    )]
+    NoLease {
+        /// Its epoch.
+        epoch: u64,
+        /// Since when its lease ended.
+        since_ms: u64,
+    },
     /// The node cannot serve this yet (a new master catching up from its majority); retry.
     #[error("not ready: {reason}; retry shortly")]
     NotReady {

@@ -53,6 +53,8 @@ pub trait Kv {
     /// The old master's last step of a switchover: the replica takes `epoch` and becomes the
     /// master, once it has applied every shard's `positions`.
     async fn take_over(req: TakeOverRequest) -> Result<(), KvError>;
+    /// Automatic failover: a candidate asks for this node's vote (or pre-vote).
+    async fn vote(req: crate::cluster::VoteRequest) -> Result<crate::cluster::VoteReply, KvError>;
 
     /// Admin, on the master: hand over to a replica (switchover), or only plan it.
     async fn failover(req: FailoverRequest) -> Result<FailoverReply, KvError>;

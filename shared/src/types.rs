@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use crate::cluster::{Epoch, EpochStart, FailoverRecord, Member};
+use crate::cluster::{Epoch, EpochStart, FailoverRecord, FailoverStatus, Member};
 
 /// A version: the sequence number of the shard's replication log entry that wrote the value.
 pub type Version = u64;
@@ -179,6 +179,8 @@ pub struct NodeStatus {
     pub writable: bool,
     /// The last failover this node took part in.
     pub last_failover: Option<FailoverRecord>,
+    /// The failover mode, the lease and any election in progress.
+    pub failover: FailoverStatus,
 }
 
 /// Many unconditional puts in one call.
@@ -269,6 +271,9 @@ pub struct PullRequest {
     /// A candidate catching up from another replica before a promotion (served by replicas,
     /// not counted as an acknowledgement).
     pub catch_up: bool,
+    /// The master's send time (`sent_at`) of the last answer this replica received from it:
+    /// its confirmation, on which the master's lease rests (0: none yet).
+    pub confirms: u64,
 }
 
 /// One replication log record.
@@ -293,6 +298,9 @@ pub enum PullReply {
         epoch: Epoch,
         /// The members and their version, when the replica's version is not the latest.
         members: Option<(u64, Vec<Member>)>,
+        /// The master's clock when it answered (nanoseconds since it started); the replica sends
+        /// it back as its confirmation.
+        sent_at: u64,
     },
     /// The replica's entry at `from_seq` is not the master's (another epoch wrote it, or the
     /// master has no entry there): the histories diverged. The replica finds the last position

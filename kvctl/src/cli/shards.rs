@@ -201,6 +201,7 @@ mod tests {
             master: None,
             writable: true,
             last_failover: None,
+            failover: shared::cluster::FailoverStatus::manual(),
         }
     }
 

@@ -560,6 +560,7 @@ replica  10.0.0.3:3000   77aa0b12  down   1: 5 behind; others in sync
                 address: "10.0.0.1:3000".into(),
             }),
             writable: false,
+            failover: shared::cluster::FailoverStatus::manual(),
             last_failover: Some(FailoverRecord {
                 epoch: 3,
                 kind: "switchover".into(),

@@ -86,6 +86,7 @@ pub fn node(
         master: Some(member(MASTER)),
         writable: role == Role::Master,
         last_failover: None,
+        failover: shared::cluster::FailoverStatus::manual(),
     }
 }
 

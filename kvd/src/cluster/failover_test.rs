@@ -140,6 +140,13 @@ fn status(id: &str, role: Role, epoch: u64, shards: &[(u64, u64, u64)]) -> NodeS
         master: Some(m("old")),
         writable: false,
         last_failover: None,
+        failover: shared::cluster::FailoverStatus {
+            mode: "manual".into(),
+            timeout_ms: 5000,
+            lease_ms: None,
+            election: None,
+            note: None,
+        },
     }
 }
 

@@ -89,6 +89,8 @@ pub struct Cluster {
     stop: CancellationToken,
     /// Failovers this node took part in since it started.
     pub failovers: AtomicU64,
+    /// The election this node is running (auto failover): epoch, votes, needed, start.
+    election: Mutex<Option<super::election::Tally>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -106,6 +108,7 @@ impl Cluster {
         file: ClusterFile,
         seed: Option<String>,
         fence: Arc<AtomicU64>,
+        auto: bool,
     ) -> Self {
         fence.fetch_max(file.epoch, Ordering::AcqRel);
         let (core, first) = Core::start(
@@ -116,6 +119,7 @@ impl Cluster {
             seed,
             file.member_list(),
         );
+        let core = core.with_auto(auto);
         let gate = WriteGate::new(View {
             gate: Gate::Paused,
             ..core.view()
@@ -132,7 +136,40 @@ impl Cluster {
             tasks: Mutex::new(Tasks::default()),
             stop: CancellationToken::new(),
             failovers: AtomicU64::new(0),
+            election: Mutex::new(None),
         }
+    }
+
+    /// Starts the tally of an election for `epoch` (this node's own vote counted).
+    pub fn begin_election(&self, epoch: Epoch, needed: usize) {
+        *lock(&self.election) = Some((
+            epoch,
+            vec![self.me.node_id.clone()],
+            u32::try_from(needed).unwrap_or(u32::MAX),
+            unix_ms(),
+        ));
+    }
+
+    /// Counts a vote answer in the tally.
+    pub fn note_vote(&self, epoch: Epoch, reply: &shared::cluster::VoteReply) {
+        if let Some((e, votes, _, _)) = lock(&self.election).as_mut()
+            && *e == epoch
+            && reply.granted
+            && !votes.contains(&reply.node.node_id)
+        {
+            votes.push(reply.node.node_id.clone());
+        }
+    }
+
+    /// Ends the tally.
+    pub fn end_election(&self) {
+        *lock(&self.election) = None;
+    }
+
+    /// The election in progress, for status.
+    #[must_use]
+    pub fn election(&self) -> Option<shared::cluster::ElectionStatus> {
+        super::election::status(lock(&self.election).clone(), &self.me)
     }
 
     /// This node as a member.
@@ -361,6 +398,10 @@ async fn exec(node: &Node, core: &Core, cmd: Command) -> Result<(), KvError> {
             if before.gate != view.gate {
                 tracing::info!(gate = ?view.gate, epoch = view.epoch, "write gate");
             }
+            if before.role != view.role && view.role == Role::Replica {
+                // A new replica's promise starts now: no vote within the timeout of it.
+                node.replica().touch();
+            }
             cluster.gate.publish(view);
         }
         Command::StopFollowing => {
@@ -400,6 +441,10 @@ async fn exec(node: &Node, core: &Core, cmd: Command) -> Result<(), KvError> {
             let others = core.others();
             let node = node.clone();
             tokio::spawn(async move { announce(&node, others, probe).await });
+        }
+        Command::RequestVotes => {
+            let node = node.clone();
+            tokio::spawn(async move { super::election::request_votes(&node).await });
         }
         Command::CatchUp { epoch, from } => {
             let node = node.clone();
@@ -620,13 +665,20 @@ async fn master_duties(node: Node, cancel: CancellationToken) {
             ask
         };
         let targets_were_empty = targets.is_empty();
-        for member in targets {
+        if holding && node.config().auto_failover && !targets.is_empty() {
+            // A new epoch in auto mode is gathered by votes only: a hello would be accepted
+            // unconditionally, and could depose a master whose lease still runs.
             let node = node.clone();
-            tokio::spawn(async move {
-                if let Err(e) = say_hello(&node, &member).await {
-                    tracing::debug!(node_id = %member.node_id, error = %e, "silent replica did not answer hello");
-                }
-            });
+            tokio::spawn(async move { super::election::request_votes(&node).await });
+        } else {
+            for member in targets.clone() {
+                let node = node.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = say_hello(&node, &member).await {
+                        tracing::debug!(node_id = %member.node_id, error = %e, "silent replica did not answer hello");
+                    }
+                });
+            }
         }
         // Now and then, and soon after a replica went silent: "down since" must survive a
         // restart of this master.

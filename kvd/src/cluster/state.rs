@@ -183,6 +183,12 @@ pub enum Event {
     Detach,
     /// The promotion was called off: follow the master again.
     Reattach,
+    /// Automatic failover: the election for `epoch` got no majority in time; the candidate steps
+    /// back (a replica of that epoch, its master unknown) and a later election takes the next.
+    ElectionLost {
+        /// The epoch stood for.
+        epoch: Epoch,
+    },
 }
 
 /// What the runtime must do, in order.
@@ -223,6 +229,9 @@ pub enum Command {
         /// Whether this is the start-up probe.
         probe: bool,
     },
+    /// Automatic failover: ask every member for its vote for this node's epoch (a conditional
+    /// acceptance: `docs/auto-failover.md`); granted votes come back as `HelloReply` events.
+    RequestVotes,
     /// Fetch, shard by shard, what the most advanced of these acceptors holds past this node's
     /// position (by the divergence rule), then report `CaughtUp { epoch }`.
     CatchUp {
@@ -243,6 +252,9 @@ pub struct Core {
     seed: Option<String>,
     members: Vec<Member>,
     state: State,
+    /// Automatic failover: a new epoch is gathered by votes, which a node grants only under
+    /// conditions, instead of by hellos, which fence unconditionally.
+    auto: bool,
 }
 
 fn same(a: &Member, b: &Member) -> bool {
@@ -272,6 +284,7 @@ impl Core {
             seed,
             members,
             state: State::Replica,
+            auto: false,
         };
         let is_master = core.master.as_ref().is_some_and(|m| same(m, &core.me));
         let cmds = if is_master && !established {
@@ -285,7 +298,7 @@ impl Core {
                 cmds.push(Command::Publish(core.view()));
             }
             cmds.extend(reached);
-            cmds.push(Command::Announce { probe: false });
+            cmds.push(core.gather());
             cmds
         } else if is_master {
             if core.others().is_empty() {
@@ -305,6 +318,25 @@ impl Core {
             cmds
         };
         (core, cmds)
+    }
+
+    /// Sets automatic failover on (a new epoch is gathered by votes). Call before the first
+    /// event; the commands of [`Core::start`] are the same either way but for `RequestVotes` in
+    /// place of an `Announce` when the node restarts into an epoch it never established, which
+    /// the caller handles by asking for votes itself.
+    #[must_use]
+    pub fn with_auto(mut self, auto: bool) -> Self {
+        self.auto = auto;
+        self
+    }
+
+    /// How this node gathers acceptances of its new epoch.
+    fn gather(&self) -> Command {
+        if self.auto {
+            Command::RequestVotes
+        } else {
+            Command::Announce { probe: false }
+        }
     }
 
     /// The view the node publishes.
@@ -425,6 +457,7 @@ impl Core {
             self.state = State::Master;
             cmds.push(Command::Established { epoch });
             cmds.push(Command::Publish(self.view()));
+            cmds.push(Command::Announce { probe: false });
         } else {
             self.state = State::Establishing { accepted };
             let reached = self.majority_reached();
@@ -432,8 +465,8 @@ impl Core {
                 cmds.push(Command::Publish(self.view()));
             }
             cmds.extend(reached);
+            cmds.push(self.gather());
         }
-        cmds.push(Command::Announce { probe: false });
         cmds
     }
 
@@ -493,10 +526,16 @@ impl Core {
             Event::CaughtUp { epoch } => {
                 if self.state == State::CatchingUp && epoch == self.epoch {
                     self.state = State::Master;
-                    Ok(vec![
+                    let mut cmds = vec![
                         Command::Established { epoch },
                         Command::Publish(self.view()),
-                    ])
+                    ];
+                    if self.auto {
+                        // Votes were asked under conditions; now that it is the master, every
+                        // member hears of it (an old master too, which steps down).
+                        cmds.push(Command::Announce { probe: false });
+                    }
+                    Ok(cmds)
                 } else {
                     Ok(Vec::new())
                 }
@@ -685,6 +724,24 @@ impl Core {
                 }
                 let next = self.epoch.max(highest) + 1;
                 Ok(self.establish(next, BTreeMap::new(), force))
+            }
+            Event::ElectionLost { epoch } => {
+                if epoch != self.epoch || !matches!(self.state, State::Establishing { .. }) {
+                    return Ok(Vec::new());
+                }
+                // It stood and lost: no longer its own master for the epoch, so it may accept
+                // the winner (it will never count votes for this epoch again).
+                self.master = None;
+                self.state = State::Replica;
+                Ok(vec![
+                    Command::Persist {
+                        epoch,
+                        master: None,
+                    },
+                    Command::StopMaster,
+                    Command::Publish(self.view()),
+                    Command::Discover,
+                ])
             }
             Event::Detach => Ok(if self.state == State::Replica {
                 vec![Command::StopFollowing]

@@ -45,6 +45,9 @@ struct Replica {
     marked_down: bool,
     /// When this master last sent it a `hello` (the sweep asks silent replicas their epoch).
     asked_at: Option<Instant>,
+    /// The latest send time of an answer it confirmed receiving (the master's clock, ns): its
+    /// promise not to vote, on which the lease rests (auto failover).
+    confirmed: u64,
     shards: Vec<ShardPos>,
 }
 
@@ -56,6 +59,7 @@ impl Replica {
             last_seen_unix_ms,
             marked_down: true,
             asked_at: None,
+            confirmed: 0,
             shards: vec![
                 ShardPos {
                     first_pull: true,
@@ -210,6 +214,7 @@ impl MasterState {
                 last_seen_unix_ms: Some(unix_ms()),
                 marked_down: false,
                 asked_at: None,
+                confirmed: old.confirmed,
                 shards: old
                     .shards
                     .into_iter()
@@ -329,6 +334,19 @@ impl MasterState {
             pos.acked = 0;
         }
         Ok(())
+    }
+
+    /// Records a replica's confirmation: it received the answer this master sent at `sent_at`.
+    pub fn confirm(&self, node_id: &str, sent_at: u64) {
+        if let Some(r) = self.registry().get_mut(node_id) {
+            r.confirmed = r.confirmed.max(sent_at);
+        }
+    }
+
+    /// Every replica's latest confirmation (0: none).
+    #[must_use]
+    pub fn confirmations(&self) -> Vec<u64> {
+        self.registry().values().map(|r| r.confirmed).collect()
     }
 
     /// Counts a partial resync (a replica resumed from its own position).

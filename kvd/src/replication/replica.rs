@@ -94,6 +94,12 @@ struct Link {
 pub struct ReplicaState {
     link: Mutex<Link>,
     shards: Vec<ReplicaShard>,
+    /// When an answer of the master last arrived (or this node started, or became a replica,
+    /// or voted): auto failover stands only after the failover timeout of silence since.
+    last_contact: Mutex<Instant>,
+    /// The master's send time of the last answer received: sent back as the confirmation its
+    /// lease rests on.
+    confirms: AtomicU64,
 }
 
 /// Why a follower stopped.
@@ -123,6 +129,8 @@ impl ReplicaState {
                 since_unix_ms: unix_ms(),
                 last_error: None,
             }),
+            last_contact: Mutex::new(Instant::now()),
+            confirms: AtomicU64::new(0),
             shards: resyncing
                 .iter()
                 .map(|&r| ReplicaShard {
@@ -141,6 +149,36 @@ impl ReplicaState {
     #[must_use]
     pub fn shard(&self, i: u32) -> Option<&ReplicaShard> {
         self.shards.get(i as usize)
+    }
+
+    /// Time since the master was last heard from (or since the promise was renewed).
+    #[must_use]
+    pub fn since_contact(&self) -> Duration {
+        self.last_contact
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .elapsed()
+    }
+
+    /// Renews the promise: as if the master had just answered (a start, a vote, a new role).
+    pub fn touch(&self) {
+        *self
+            .last_contact
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+    }
+
+    /// An answer of the master arrived, sent at `sent_at` on its clock (0: not a timed answer).
+    fn heard_master(&self, sent_at: u64) {
+        self.touch();
+        if sent_at > 0 {
+            self.confirms.fetch_max(sent_at, Ordering::AcqRel);
+        }
+    }
+
+    /// Starts over the confirmations for a new master (its clock is another one).
+    fn new_master(&self) {
+        self.confirms.store(0, Ordering::Release);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Link> {
@@ -191,9 +229,14 @@ impl ReplicaState {
     }
 }
 
-/// How long a pull may wait and how long the call may take with `timeout` the replica timeout.
-fn pull_times(timeout: Duration) -> (Duration, Duration) {
-    let wait = PULL_WAIT.min(timeout / 2);
+/// How long a pull may wait and how long the call may take with `timeout` the replica timeout;
+/// with auto failover the wait is also at most a quarter of the failover timeout, so the
+/// master's lease is confirmed several times within it.
+fn pull_times(timeout: Duration, failover: Option<Duration>) -> (Duration, Duration) {
+    let mut wait = PULL_WAIT.min(timeout / 2);
+    if let Some(f) = failover {
+        wait = wait.min(f / 4);
+    }
     (wait, timeout.max(wait + Duration::from_millis(50)))
 }
 
@@ -343,6 +386,8 @@ async fn session(node: &Node, address: &str, cancel: &CancellationToken) -> Resu
         .map_err(storage)?;
     let state = node.replica();
     state.set_master(Some(&reply.master_address), Some(&reply.master_id));
+    state.new_master();
+    state.heard_master(0);
     state.set_link(LinkState::Up, None);
     let followers =
         (0..node.config().shards).map(|shard| follow(node, &client, &master, shard, cancel));
@@ -410,7 +455,11 @@ async fn follow(
     if repl.resyncing.load(Ordering::Acquire) {
         full_resync(node, client, shard).await?;
     }
-    let (wait, deadline) = pull_times(node.config().replica_timeout);
+    let failover = node
+        .config()
+        .auto_failover
+        .then_some(node.config().failover_timeout);
+    let (wait, deadline) = pull_times(node.config().replica_timeout, failover);
     let mut first = true;
     // When the partial resync of this session started, and from where, until caught up.
     let mut catching_up: Option<(Instant, u64)> = None;
@@ -430,8 +479,14 @@ async fn follow(
             epoch: node.cluster().view().epoch,
             members_version: file.members_version,
             catch_up: false,
+            confirms: node.replica().confirms.load(Ordering::Acquire),
         };
         let reply = answer(node, "pull", client.pull(ctx(deadline), req).await)?;
+        let sent_at = match &reply {
+            PullReply::Entries { sent_at, .. } => *sent_at,
+            _ => 0,
+        };
+        node.replica().heard_master(sent_at);
         match reply {
             PullReply::FullResyncNeeded {
                 first_seq,
@@ -462,6 +517,7 @@ async fn follow(
                 master_seq,
                 epoch,
                 members,
+                ..
             } => {
                 repl.master_seq.store(master_seq, Ordering::Relaxed);
                 heard(node, epoch, master);
@@ -755,6 +811,7 @@ pub async fn catch_up(
             epoch: node.cluster().view().epoch,
             members_version: u64::MAX,
             catch_up: true,
+            confirms: 0,
         };
         let reply = client
             .pull(ctx(left()), req)

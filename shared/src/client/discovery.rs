@@ -303,6 +303,7 @@ mod tests {
             master: None,
             writable,
             last_failover: None,
+            failover: crate::cluster::FailoverStatus::manual(),
         }
     }
 

@@ -208,14 +208,17 @@ impl Error {
 
     /// Whether the request is known not to have been carried out by the node it went to, and
     /// another node (or the same one, reconnected) may be asked: it never left, or the node
-    /// said it took nothing (`NotMaster`, `ShuttingDown`), or (reads only) it got no answer.
+    /// said it took nothing (`NotMaster`, `ShuttingDown`, `NoLease`: a master whose lease ran
+    /// out under automatic failover), or (reads only) it got no answer.
     pub(crate) fn may_retry(&self) -> bool {
         matches!(
             self,
             Self::Unreachable { .. }
                 | Self::ConnectionLost { .. }
                 | Self::TimedOut { .. }
-                | Self::Kv(KvError::NotMaster { .. } | KvError::ShuttingDown)
+                | Self::Kv(
+                    KvError::NotMaster { .. } | KvError::ShuttingDown | KvError::NoLease { .. }
+                )
         )
     }
 

@@ -430,6 +430,7 @@ impl Fake {
             master,
             writable: !replica && now.writable,
             last_failover: self.last_failover.clone(),
+            failover: crate::cluster::FailoverStatus::manual(),
         }
     }
 
@@ -640,6 +641,14 @@ impl Kv for Fake {
 
     async fn take_over(self, _: Context, _req: TakeOverRequest) -> Result<(), KvError> {
         Err(KvError::Unsupported("take_over".into()))
+    }
+
+    async fn vote(
+        self,
+        _: Context,
+        _req: crate::cluster::VoteRequest,
+    ) -> Result<crate::cluster::VoteReply, KvError> {
+        Err(KvError::Unsupported("vote".into()))
     }
 
     async fn failover(self, ctx: Context, req: FailoverRequest) -> Result<FailoverReply, KvError> {

@@ -1,0 +1,390 @@
+//! Automatic failover (`--failover=auto`, `docs/auto-failover.md`): the vote a node grants or
+//! refuses, the votes a candidate asks for, and the detector that starts an election.
+//!
+//! ```text
+//!  detector (every replica): no answer from the master for T, and up for T
+//!     └─ random delay in [0, T/2) ─ still lost? ─ pre-vote to every member (nothing persisted)
+//!           └─ a majority would grant ─ Promote (persist E+1 for itself) ─ RequestVotes
+//!                 votes granted ─ HelloReply events ─ majority ─ catch-up ─ established ─ writes
+//!                 no majority within T ─ ElectionLost (a replica of E+1 again)
+//!  vote(request) on a voter: grants only if
+//!     it lost its master for T itself (a replica), or it is a master whose lease ended;
+//!     the candidate is at least as far as it on every shard; no other master for the epoch
+//! ```
+//!
+//! The decision of *whether* to grant is here (it needs clocks and positions); the acceptance
+//! itself is the state machine's `Hello` (persisted before the answer, one master per epoch).
+
+use std::time::{Duration, Instant};
+
+use rand::Rng as _;
+use shared::{
+    KvError, Role,
+    cluster::{ElectionStatus, Epoch, LogPos, Member, VoteReply, VoteRequest},
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    peers,
+    runtime::{self, handle, notify, positions},
+    state::Event,
+};
+use crate::node::Node;
+
+/// A candidate's tally: the epoch, the node ids that granted (itself first), the votes needed,
+/// and when it started (milliseconds since the Unix epoch).
+pub type Tally = (Epoch, Vec<String>, u32, u64);
+
+/// How often the detector looks at the link to the master.
+const TICK: Duration = Duration::from_millis(100);
+
+/// This node's last position on every shard, in shard order.
+fn own_positions(node: &Node) -> Vec<LogPos> {
+    let mut p = positions(node);
+    p.sort_by_key(|s| s.shard);
+    p.into_iter().map(|s| s.pos).collect()
+}
+
+/// Why this node would not grant a vote to `req` now (`None`: it would).
+fn refusal(node: &Node, req: &VoteRequest) -> Option<String> {
+    let cfg = node.config();
+    let cluster = node.cluster();
+    let view = cluster.view();
+    let timeout = cfg.failover_timeout;
+    if !cfg.auto_failover {
+        return Some("this node fails over by command only (--failover=manual)".into());
+    }
+    if cluster.cluster_id().as_deref() != Some(req.cluster_id.as_str()) {
+        return Some(format!(
+            "the candidate belongs to cluster {}",
+            req.cluster_id
+        ));
+    }
+    if req.epoch <= view.epoch
+        && !(req.epoch == view.epoch
+            && view
+                .master
+                .as_ref()
+                .is_some_and(|m| m.node_id == req.from.node_id))
+    {
+        return Some(format!(
+            "epoch {} is not above this node's {} (whose master is {})",
+            req.epoch,
+            view.epoch,
+            view.master
+                .as_ref()
+                .map_or("not known", |m| m.address.as_str())
+        ));
+    }
+    if node.uptime() < timeout {
+        return Some(format!(
+            "started {} ms ago: no vote within the failover timeout of a start",
+            node.uptime().as_millis()
+        ));
+    }
+    match view.role {
+        Role::Master => {
+            if let Some(left) = node.lease_left()
+                && !left.is_zero()
+            {
+                return Some(format!(
+                    "this node is the master and its lease runs for {} ms more",
+                    left.as_millis()
+                ));
+            }
+        }
+        Role::Replica => {
+            let silent = node.replica().since_contact();
+            if silent < timeout {
+                return Some(format!(
+                    "this replica heard from its master {} ms ago (failover timeout {} ms)",
+                    silent.as_millis(),
+                    timeout.as_millis()
+                ));
+            }
+        }
+    }
+    let mine = own_positions(node);
+    for (shard, (own, theirs)) in mine.iter().zip(&req.positions).enumerate() {
+        if theirs < own {
+            return Some(format!(
+                "the candidate is at {theirs} on shard {shard}, behind this node's {own}"
+            ));
+        }
+    }
+    if req.positions.len() != mine.len() {
+        return Some(format!(
+            "the candidate gave {} positions for {} shards",
+            req.positions.len(),
+            mine.len()
+        ));
+    }
+    None
+}
+
+/// Serves a vote request: a pre-vote says whether it would grant; a vote grants by accepting
+/// the candidate for the epoch (persisted first, by the state machine), or refuses saying why.
+///
+/// # Errors
+/// A failure to persist the acceptance.
+pub async fn on_vote(node: &Node, req: VoteRequest) -> Result<VoteReply, KvError> {
+    let refused = refusal(node, &req);
+    let mut granted = refused.is_none();
+    let mut reason = refused.unwrap_or_default();
+    if granted && !req.pre {
+        match handle(
+            node,
+            Event::Hello {
+                epoch: req.epoch,
+                master: Some(req.from.clone()),
+            },
+        )
+        .await
+        {
+            Ok(()) => {
+                let view = node.cluster().view();
+                granted = view.epoch == req.epoch
+                    && view
+                        .master
+                        .as_ref()
+                        .is_some_and(|m| m.node_id == req.from.node_id);
+                if granted {
+                    node.replica().touch();
+                    tracing::warn!(
+                        candidate = %req.from.address,
+                        epoch = req.epoch,
+                        "voted for a new master (automatic failover)"
+                    );
+                } else {
+                    reason = "this node accepted another master for the epoch".into();
+                }
+            }
+            Err(KvError::FailoverRefused { reason: r }) => {
+                granted = false;
+                reason = r;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let view = node.cluster().view();
+    Ok(VoteReply {
+        node: node.cluster().me().clone(),
+        granted,
+        reason,
+        epoch: view.epoch,
+        master: view.master,
+        positions: own_positions(node),
+    })
+}
+
+fn vote_request(node: &Node, epoch: Epoch, pre: bool) -> VoteRequest {
+    VoteRequest {
+        from: node.cluster().me().clone(),
+        cluster_id: node.cluster().cluster_id().unwrap_or_default(),
+        epoch,
+        pre,
+        positions: own_positions(node),
+    }
+}
+
+async fn ask(
+    node: &Node,
+    member: &Member,
+    req: VoteRequest,
+    timeout: Duration,
+) -> Option<VoteReply> {
+    let client = peers::connect(&member.address, timeout).await.ok()?;
+    match client.vote(peers::ctx(timeout), req).await {
+        Ok(Ok(reply)) if reply.node.node_id == member.node_id => Some(reply),
+        Ok(Ok(_)) | Ok(Err(_)) | Err(_) => {
+            let _ = node;
+            None
+        }
+    }
+}
+
+/// Asks every other member for its vote for this node's epoch: each vote granted is an
+/// acceptance for the state machine (with the voter's positions, for the catch-up); an answer
+/// with a higher epoch is heard.
+pub async fn request_votes(node: &Node) {
+    let epoch = node.cluster().view().epoch;
+    let timeout = (node.config().failover_timeout / 2).max(Duration::from_millis(200));
+    let others = node.cluster().others();
+    let asks = others
+        .iter()
+        .map(|m| ask(node, m, vote_request(node, epoch, false), timeout));
+    let answers = futures::future::join_all(asks).await;
+    for reply in answers.into_iter().flatten() {
+        node.cluster().note_vote(epoch, &reply);
+        let event = if reply.granted {
+            Event::HelloReply {
+                from: reply.node.clone(),
+                epoch: reply.epoch,
+                master: reply.master.clone(),
+                positions: reply.positions.clone(),
+            }
+        } else {
+            Event::Heard {
+                epoch: reply.epoch,
+                master: reply.master.clone(),
+            }
+        };
+        let _ = notify(node, event).await;
+    }
+}
+
+/// The detector: while this node is an auto-failover replica whose master has been silent for
+/// the failover timeout, it waits a random delay, pre-votes, and stands. Runs until `cancel`.
+pub async fn run(node: Node, cancel: CancellationToken) {
+    let timeout = node.config().failover_timeout;
+    let members = node.cluster().file().members.len();
+    if members == 2 {
+        tracing::warn!(
+            "--failover=auto with two members: a majority is both, so this cluster never elects a \
+             new master on its own (promote by hand, or add a third node)"
+        );
+    }
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(TICK) => {}
+        }
+        if !lost(&node, timeout) {
+            continue;
+        }
+        let delay = timeout.mul_f64(rand::rng().random_range(0.0..0.5));
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+        if !lost(&node, timeout) {
+            continue;
+        }
+        stand(&node, timeout, &cancel).await;
+    }
+}
+
+/// Whether this node should stand: a replica, up for the timeout, silent master for it.
+fn lost(node: &Node, timeout: Duration) -> bool {
+    let view = node.cluster().view();
+    view.role == Role::Replica
+        && node.uptime() >= timeout
+        && node.replica().since_contact() >= timeout
+        && node.cluster().others().len() >= 2
+}
+
+/// One election: a pre-vote, then the vote, then waiting for the outcome.
+async fn stand(node: &Node, timeout: Duration, cancel: &CancellationToken) {
+    let view = node.cluster().view();
+    let epoch = view.epoch + 1;
+    let others = node.cluster().others();
+    let members = others.len() + 1;
+    let needed = members / 2 + 1;
+    let ask_for = (timeout / 2).max(Duration::from_millis(200));
+    let asks = others
+        .iter()
+        .map(|m| ask(node, m, vote_request(node, epoch, true), ask_for));
+    let answers: Vec<VoteReply> = futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let yes = 1 + answers.iter().filter(|a| a.granted).count();
+    let highest = answers.iter().map(|a| a.epoch).max().unwrap_or(0);
+    if yes < needed {
+        let why: Vec<String> = answers
+            .iter()
+            .filter(|a| !a.granted)
+            .map(|a| format!("{}: {}", a.node.address, a.reason))
+            .collect();
+        tracing::info!(
+            epoch,
+            yes,
+            needed,
+            refusals = %why.join("; "),
+            "pre-vote lost: not standing (the epoch stays)"
+        );
+        node.replica().touch();
+        return;
+    }
+    let started = Instant::now();
+    tracing::warn!(
+        epoch,
+        yes,
+        needed,
+        silent_ms = node.replica().since_contact().as_millis(),
+        "the master is lost: standing for election (automatic failover)"
+    );
+    node.cluster()
+        .begin_election(epoch.max(highest + 1), needed);
+    if let Err(e) = handle(
+        node,
+        Event::Promote {
+            highest: highest.max(view.epoch),
+            force: false,
+        },
+    )
+    .await
+    {
+        tracing::warn!(error = %e, "cannot stand for election");
+        node.cluster().end_election();
+        node.replica().touch();
+        return;
+    }
+    let stood = node.cluster().view().epoch;
+    // Wait for the outcome: writes open (won), a higher epoch (someone else won), or the time.
+    let mut changes = node.cluster().gate().subscribe();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let v = node.cluster().view();
+        if v.epoch != stood || v.role != Role::Master {
+            break;
+        }
+        if v.gate == super::state::Gate::Open {
+            let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            tracing::warn!(epoch = stood, ms, "elected master (automatic failover)");
+            runtime::record_failover(
+                node,
+                shared::cluster::FailoverRecord {
+                    epoch: stood,
+                    kind: "election".into(),
+                    from: view.master.clone(),
+                    to: node.cluster().me().clone(),
+                    at_unix_ms: runtime::now_unix_ms(),
+                    duration_ms: ms + u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                    reason: format!(
+                        "the master was silent for {} ms or more",
+                        timeout.as_millis()
+                    ),
+                },
+            )
+            .await;
+            break;
+        }
+        changes.borrow_and_update();
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            r = tokio::time::timeout_at(deadline, changes.changed()) => {
+                if r.is_err() {
+                    tracing::warn!(epoch = stood, "election lost: no majority in time; standing down");
+                    let _ = handle(node, Event::ElectionLost { epoch: stood }).await;
+                    break;
+                }
+            }
+        }
+    }
+    node.cluster().end_election();
+    node.replica().touch();
+}
+
+/// The election shown in status, from the candidate's tally.
+#[must_use]
+pub fn status(tally: Option<Tally>, me: &Member) -> Option<ElectionStatus> {
+    tally.map(|(epoch, votes, needed, started_unix_ms)| ElectionStatus {
+        epoch,
+        candidate: me.clone(),
+        votes,
+        needed,
+        started_unix_ms,
+    })
+}
