@@ -660,8 +660,10 @@ impl Client {
                 }
                 Err(e) if e.may_retry() && (follow == Follow::Yes || e.kv().is_none()) => e,
                 Err(e) => {
-                    if e.may_retry() {
-                        // It answered that it is not (or soon not) the master.
+                    if e.may_retry() || e.is_outcome_unknown() {
+                        // It answered that it is not (or soon not) the master, or it did not
+                        // answer at all (dead, frozen, cut off): the next call looks for the
+                        // master again instead of waiting on this one once more.
                         self.uncache(&master.peer);
                     }
                     return Err(e);

@@ -456,3 +456,74 @@ pub fn ctx() -> tarpc::context::Context {
     ctx.deadline = Instant::now() + Duration::from_secs(10);
     ctx
 }
+
+/// A TCP proxy on loopback to `target`, which a test can cut: while cut, the connections it
+/// carried are closed and new ones are accepted and never answered (a black hole, as a network
+/// partition looks from both ends), until it is healed.
+pub struct Proxy {
+    /// The address to connect to instead of the target.
+    pub addr: SocketAddr,
+    cut: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Starts a proxy to `target` (inside a tokio runtime).
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cut, watch) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            // Bounded: a test's proxy carries a few connections a second for seconds.
+            for _ in 0..1_000_000u32 {
+                let Ok((inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut watch = watch.clone();
+                tokio::spawn(async move {
+                    let mut inbound = inbound;
+                    if *watch.borrow_and_update() {
+                        // Cut: hold the connection, answer nothing, until healed or closed.
+                        while watch.changed().await.is_ok() && *watch.borrow() {}
+                        return;
+                    }
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = async {
+                            while watch.changed().await.is_ok() {
+                                if *watch.borrow() {
+                                    return;
+                                }
+                            }
+                        } => {}
+                    }
+                });
+            }
+        });
+        Self { addr, cut, task }
+    }
+
+    /// `http://127.0.0.1:<port>` of the proxy.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Cuts the link: open connections close, new ones hang.
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    /// Heals it: new connections are carried again.
+    pub fn heal(&self) {
+        self.cut.send_replace(false);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -83,16 +83,18 @@ fn refusal(node: &Node, req: &VoteRequest) -> Option<String> {
         ));
     }
     match view.role {
-        Role::Master => {
-            if let Some(left) = node.lease_left()
-                && !left.is_zero()
-            {
+        // A master votes only once its lease has ended; one without a lease (a cluster of two,
+        // where no election can happen without it) never does.
+        Role::Master => match node.lease_left() {
+            Some(left) if left.is_zero() => {}
+            Some(left) => {
                 return Some(format!(
                     "this node is the master and its lease runs for {} ms more",
                     left.as_millis()
                 ));
             }
-        }
+            None => return Some("this node is the master".into()),
+        },
         Role::Replica => {
             let silent = node.replica().since_contact();
             if silent < timeout {
@@ -105,13 +107,6 @@ fn refusal(node: &Node, req: &VoteRequest) -> Option<String> {
         }
     }
     let mine = own_positions(node);
-    for (shard, (own, theirs)) in mine.iter().zip(&req.positions).enumerate() {
-        if theirs < own {
-            return Some(format!(
-                "the candidate is at {theirs} on shard {shard}, behind this node's {own}"
-            ));
-        }
-    }
     if req.positions.len() != mine.len() {
         return Some(format!(
             "the candidate gave {} positions for {} shards",
@@ -119,7 +114,49 @@ fn refusal(node: &Node, req: &VoteRequest) -> Option<String> {
             mine.len()
         ));
     }
+    if !at_least_as_far(
+        &req.positions,
+        &req.from.node_id,
+        &mine,
+        &cluster.me().node_id,
+    ) {
+        let behind: Vec<String> = mine
+            .iter()
+            .zip(&req.positions)
+            .enumerate()
+            .filter(|(_, (own, theirs))| theirs < own)
+            .map(|(shard, (own, theirs))| format!("shard {shard} at {theirs}, this node at {own}"))
+            .collect();
+        return Some(format!("the candidate is behind ({})", behind.join(", ")));
+    }
     None
+}
+
+/// Whether a candidate at `theirs` may have the vote of a node at `mine` (positions per shard):
+/// yes when it is at least as far on every shard; no when the node is at least as far on every
+/// shard and ahead on one; and when each is ahead on some shard (shards replicate on their own,
+/// so this happens), by a total order, so that of any two nodes one can win: the sum of epochs,
+/// then of sequences, then the node id. Safety does not rest on this (the winner catches up
+/// from the most advanced voter of every shard); it only makes the most advanced node the one
+/// elected when there is one, and an election always possible.
+#[must_use]
+pub fn at_least_as_far(theirs: &[LogPos], their_id: &str, mine: &[LogPos], my_id: &str) -> bool {
+    let ahead = theirs.iter().zip(mine).any(|(t, m)| t > m);
+    let behind = theirs.iter().zip(mine).any(|(t, m)| t < m);
+    match (ahead, behind) {
+        (_, false) => true,
+        (false, true) => false,
+        (true, true) => {
+            let key = |p: &[LogPos], id: &str| {
+                (
+                    p.iter().map(|x| x.epoch).sum::<u64>(),
+                    p.iter().map(|x| x.seq).sum::<u64>(),
+                    id.to_string(),
+                )
+            };
+            key(theirs, their_id) > key(mine, my_id)
+        }
+    }
 }
 
 /// Serves a vote request: a pre-vote says whether it would grant; a vote grants by accepting
@@ -210,11 +247,13 @@ pub async fn request_votes(node: &Node) {
     let epoch = node.cluster().view().epoch;
     let timeout = (node.config().failover_timeout / 2).max(Duration::from_millis(200));
     let others = node.cluster().others();
-    let asks = others
+    let mut asks: futures::stream::FuturesUnordered<_> = others
         .iter()
-        .map(|m| ask(node, m, vote_request(node, epoch, false), timeout));
-    let answers = futures::future::join_all(asks).await;
-    for reply in answers.into_iter().flatten() {
+        .map(|m| ask(node, m, vote_request(node, epoch, false), timeout))
+        .collect();
+    // Each answer as it comes: a majority of quick ones need not wait for a frozen node.
+    while let Some(reply) = futures::StreamExt::next(&mut asks).await {
+        let Some(reply) = reply else { continue };
         node.cluster().note_vote(epoch, &reply);
         let event = if reply.granted {
             Event::HelloReply {
@@ -264,13 +303,15 @@ pub async fn run(node: Node, cancel: CancellationToken) {
     }
 }
 
-/// Whether this node should stand: a replica, up for the timeout, silent master for it.
+/// Whether this node should stand: a replica, up for the timeout, silent master for it, and
+/// not backing off after a lost pre-vote or election.
 fn lost(node: &Node, timeout: Duration) -> bool {
     let view = node.cluster().view();
     view.role == Role::Replica
         && node.uptime() >= timeout
         && node.replica().since_contact() >= timeout
-        && node.cluster().others().len() >= 2
+        && !node.cluster().backing_off()
+        && !node.cluster().others().is_empty()
 }
 
 /// One election: a pre-vote, then the vote, then waiting for the outcome.
@@ -281,14 +322,20 @@ async fn stand(node: &Node, timeout: Duration, cancel: &CancellationToken) {
     let members = others.len() + 1;
     let needed = members / 2 + 1;
     let ask_for = (timeout / 2).max(Duration::from_millis(200));
-    let asks = others
+    let mut asks: futures::stream::FuturesUnordered<_> = others
         .iter()
-        .map(|m| ask(node, m, vote_request(node, epoch, true), ask_for));
-    let answers: Vec<VoteReply> = futures::future::join_all(asks)
-        .await
-        .into_iter()
-        .flatten()
+        .map(|m| ask(node, m, vote_request(node, epoch, true), ask_for))
         .collect();
+    // Until a majority would grant, or everyone answered (or timed out).
+    let mut answers: Vec<VoteReply> = Vec::new();
+    while let Some(reply) = futures::StreamExt::next(&mut asks).await {
+        if let Some(reply) = reply {
+            answers.push(reply);
+        }
+        if 1 + answers.iter().filter(|a| a.granted).count() >= needed {
+            break;
+        }
+    }
     let yes = 1 + answers.iter().filter(|a| a.granted).count();
     let highest = answers.iter().map(|a| a.epoch).max().unwrap_or(0);
     if yes < needed {
@@ -304,7 +351,14 @@ async fn stand(node: &Node, timeout: Duration, cancel: &CancellationToken) {
             refusals = %why.join("; "),
             "pre-vote lost: not standing (the epoch stays)"
         );
-        node.replica().touch();
+        // Back off before standing again; the promise not to vote is not renewed (that would
+        // make two candidates refuse each other for ever).
+        node.cluster().back_off_standing(timeout);
+        return;
+    }
+    // Still lost, and nothing changed meanwhile? (It may have voted for another candidate
+    // while its pre-vote ran: then it waits for that one.)
+    if !lost(node, timeout) || node.cluster().view().epoch != view.epoch {
         return;
     }
     let started = Instant::now();
@@ -328,7 +382,7 @@ async fn stand(node: &Node, timeout: Duration, cancel: &CancellationToken) {
     {
         tracing::warn!(error = %e, "cannot stand for election");
         node.cluster().end_election();
-        node.replica().touch();
+        node.cluster().back_off_standing(timeout);
         return;
     }
     let stood = node.cluster().view().epoch;
@@ -374,7 +428,7 @@ async fn stand(node: &Node, timeout: Duration, cancel: &CancellationToken) {
         }
     }
     node.cluster().end_election();
-    node.replica().touch();
+    node.cluster().back_off_standing(timeout);
 }
 
 /// The election shown in status, from the candidate's tally.
@@ -387,4 +441,39 @@ pub fn status(tally: Option<Tally>, me: &Member) -> Option<ElectionStatus> {
         needed,
         started_unix_ms,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(v: &[(u64, u64)]) -> Vec<LogPos> {
+        v.iter()
+            .map(|&(epoch, seq)| LogPos { epoch, seq })
+            .collect()
+    }
+
+    #[test]
+    fn a_candidate_behind_everywhere_is_refused_one_ahead_everywhere_granted() {
+        let me = p(&[(1, 10), (1, 20)]);
+        assert!(
+            at_least_as_far(&p(&[(1, 10), (1, 20)]), "b", &me, "a"),
+            "equal"
+        );
+        assert!(at_least_as_far(&p(&[(1, 11), (1, 20)]), "b", &me, "a"));
+        assert!(!at_least_as_far(&p(&[(1, 9), (1, 20)]), "b", &me, "a"));
+        // A later epoch is further along, whatever the sequence.
+        assert!(at_least_as_far(&p(&[(2, 5), (1, 20)]), "b", &me, "a"));
+    }
+
+    #[test]
+    fn of_two_nodes_each_ahead_on_a_shard_exactly_one_can_win() {
+        // The deadlock a per-shard rule alone would have: b ahead on shard 0, c on shard 1.
+        let b = p(&[(1, 276), (1, 260)]);
+        let c = p(&[(1, 264), (1, 264)]);
+        let b_gets_c = at_least_as_far(&b, "b", &c, "c");
+        let c_gets_b = at_least_as_far(&c, "c", &b, "b");
+        assert!(b_gets_c != c_gets_b, "one and only one of them can win");
+        assert!(b_gets_c, "the larger total wins");
+    }
 }

@@ -91,6 +91,8 @@ pub struct Cluster {
     pub failovers: AtomicU64,
     /// The election this node is running (auto failover): epoch, votes, needed, start.
     election: Mutex<Option<super::election::Tally>>,
+    /// Not before this does it stand again (after a lost pre-vote or election).
+    stand_after: Mutex<Option<Instant>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -137,7 +139,22 @@ impl Cluster {
             stop: CancellationToken::new(),
             failovers: AtomicU64::new(0),
             election: Mutex::new(None),
+            stand_after: Mutex::new(None),
         }
+    }
+
+    /// Does not stand again for `timeout` plus a random part of it (so two that lost together do
+    /// not stand together again).
+    pub fn back_off_standing(&self, timeout: Duration) {
+        use rand::Rng as _;
+        let pause = timeout.mul_f64(rand::rng().random_range(1.0..1.5));
+        *lock(&self.stand_after) = Some(Instant::now() + pause);
+    }
+
+    /// Whether it is backing off from standing.
+    #[must_use]
+    pub fn backing_off(&self) -> bool {
+        lock(&self.stand_after).is_some_and(|t| Instant::now() < t)
     }
 
     /// Starts the tally of an election for `epoch` (this node's own vote counted).

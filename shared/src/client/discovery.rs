@@ -12,7 +12,7 @@
 //! A round never waits for a master to appear: the client runs rounds with a back-off while
 //! none qualifies (a switchover's pause, a promotion under way).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 
@@ -25,6 +25,11 @@ use crate::{
 
 /// Rounds of following the masters that nodes name, beyond the endpoints themselves.
 const MAX_HOPS: usize = 2;
+
+/// Longest a status probe of one node may take in a round: a healthy node answers in
+/// milliseconds, and one frozen or cut off must not make every write wait for the call's whole
+/// time.
+const PROBE: Duration = Duration::from_secs(1);
 
 /// What kind of master a caller needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,9 +76,13 @@ impl Discovery {
             if ask.is_empty() {
                 break;
             }
+            // A node that does not answer a status within PROBE (frozen, cut off) does not
+            // hold up the round: the others decide who the master is, and the next round asks
+            // it again.
+            let probe = deadline.min(Instant::now() + PROBE);
             let answers = join_all(ask.iter().map(|e| async move {
-                match pool.node(e, deadline).await {
-                    Ok(node) => node.until(deadline).status().await,
+                match pool.node(e, probe).await {
+                    Ok(node) => node.until(probe).status().await,
                     Err(err) => Err(err),
                 }
             }))
