@@ -5,7 +5,9 @@
 //! config.rs   flags and their validation into Config
 //! logging.rs  stdout + rolling files, panic hook
 //! node.rs     Node: shards, limits, lifecycle; what each request does
+//! random.rs   the election's random delays (seeded in the simulation)
 //! rpc.rs      tarpc adapter, accept loop, per-IP connection cap
+//! blocking.rs blocking work off the async workers (inline in the simulation)
 //! cluster/    role and epoch: the state machine, its runtime, cluster.json, failover
 //! replication/ master registry, replica followers, truncation and the rollback file
 //! storage/    fjall shard stores, group-commit writers, node.json
@@ -14,18 +16,23 @@
 //! Tests bind port 0 through [`Server::bind`], read [`Server::local_addr`], and stop the node
 //! by completing the shutdown future they pass to [`Server::run`].
 
+pub mod blocking;
 pub mod cluster;
 pub mod config;
 pub mod logging;
 pub mod metrics;
 pub mod node;
+pub mod random;
 pub mod replication;
 pub mod rpc;
 pub mod storage;
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
-use shared::addr::Endpoint;
+use shared::{
+    addr::Endpoint,
+    net::{Listener, net},
+};
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -82,7 +89,7 @@ pub enum KvdError {
 /// A node with its storage open and its port bound, not yet serving.
 pub struct Server {
     node: Node,
-    listener: TcpListener,
+    listener: Listener,
     metrics: Option<(TcpListener, SocketAddr)>,
     local_addr: SocketAddr,
     advertised: String,
@@ -95,13 +102,14 @@ impl Server {
     /// When the role is not supported, the store cannot be opened, or the address cannot be
     /// resolved or bound.
     pub async fn bind(cfg: Config) -> Result<Self, KvdError> {
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((cfg.host.as_str(), cfg.port))
-            .await
-            .map_err(|source| KvdError::Resolve {
-                host: cfg.host.clone(),
-                source,
-            })?
-            .collect();
+        let addrs: Vec<SocketAddr> =
+            net()
+                .resolve(cfg.host.clone(), cfg.port)
+                .await
+                .map_err(|source| KvdError::Resolve {
+                    host: cfg.host.clone(),
+                    source,
+                })?;
         let addr = addrs
             .iter()
             .find(|a| a.is_ipv4())
@@ -111,7 +119,8 @@ impl Server {
                 host: cfg.host.clone(),
                 source: std::io::Error::other("no addresses"),
             })?;
-        let listener = TcpListener::bind(addr)
+        let listener = net()
+            .bind(addr)
             .await
             .map_err(|source| KvdError::Bind { addr, source })?;
         let local_addr = listener

@@ -14,8 +14,9 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
+use tokio::time::Instant;
 
 use serde_bytes::ByteBuf;
 use shared::{
@@ -104,7 +105,7 @@ async fn blocking<T: Send + 'static>(
     shard: u32,
     work: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, KvError> {
-    tokio::task::spawn_blocking(work)
+    crate::blocking::run(work)
         .await
         .map_err(|e| KvError::Storage {
             shard,
@@ -830,7 +831,7 @@ impl Node {
             }
         }
         let node = self.clone();
-        tokio::task::spawn_blocking(move || node.scan_blocking(&req))
+        crate::blocking::run(move || node.scan_blocking(&req))
             .await
             .map_err(|e| KvError::InvalidArgument(format!("scan failed: {e}")))?
     }
@@ -928,10 +929,16 @@ impl Node {
                     .lease_left()
                     .map(|l| u64::try_from(l.as_millis()).unwrap_or(u64::MAX)),
                 election: self.inner.cluster.election(),
-                note: (cfg.auto_failover && file.members.len() == 2).then(|| {
-                    "two members: a majority is both, so it never elects a new master on its own"
-                        .to_string()
-                }),
+                note: match file.members.len() {
+                    _ if !cfg.auto_failover => None,
+                    0 | 1 => Some("no other member known yet: nobody to elect".to_string()),
+                    2 => Some(
+                        "two members: a majority is both, so it never elects a new master on its \
+                         own"
+                        .to_string(),
+                    ),
+                    _ => None,
+                },
             },
             last_failover: file.last_failover,
             address: self.inner.advertised.clone(),

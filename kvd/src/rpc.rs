@@ -21,6 +21,7 @@ use std::{
 
 use futures::StreamExt;
 use serde_bytes::ByteBuf;
+use shared::net::{Listener, Stream};
 use shared::{
     ClusterStatus, Digest, JoinReply, JoinRequest, Kv, KvError, MputRequest, NodeStatus, PullReply,
     PullRequest, PutRequest, ScanPage, ScanRequest, SnapshotPage, SnapshotRequest, Version,
@@ -36,7 +37,6 @@ use tarpc::{
     context::Context,
     server::{BaseChannel, Channel},
 };
-use tokio::net::{TcpListener, TcpStream};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 
@@ -236,7 +236,7 @@ impl Drop for Slot {
 /// Accepts connections until `stop` is cancelled; each runs in a task of `tracker` until it
 /// ends or `close_connections` is cancelled.
 pub async fn accept_loop(
-    listener: TcpListener,
+    listener: Listener,
     node: Node,
     stop: CancellationToken,
     close_connections: CancellationToken,
@@ -277,19 +277,13 @@ pub async fn accept_loop(
 }
 
 async fn serve_connection(
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
     server: RpcServer,
     max_frame: usize,
     close: CancellationToken,
 ) {
-    let transport = match server_transport(stream, max_frame) {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!(%peer, error = %e, "cannot set up connection");
-            return;
-        }
-    };
+    let transport = server_transport(stream, max_frame);
     tracing::debug!(%peer, "connection opened");
     let requests = BaseChannel::with_defaults(transport)
         .execute(server.serve())

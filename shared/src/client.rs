@@ -74,8 +74,9 @@
 use std::{
     future::Future,
     sync::{Arc, PoisonError, RwLock},
-    time::{Duration, Instant},
+    time::Duration,
 };
+use tokio::time::Instant;
 
 use serde_bytes::ByteBuf;
 
@@ -586,7 +587,7 @@ impl Client {
             seen,
         };
         let Ok(_one_search) =
-            tokio::time::timeout_at(deadline.into(), self.inner.discovering.lock()).await
+            tokio::time::timeout_at(deadline, self.inner.discovering.lock()).await
         else {
             return Err(no_master(vec![
                 "another call of this client was still looking for it".to_string(),

@@ -11,6 +11,7 @@
 //! limits.rs     key/value/frame/page limits and their defaults
 //! routing.rs    shard_for(key, shards): xxh3-64 of the key bytes modulo the shard count
 //! addr.rs       "http://localhost:3000" -> host + port, and --host parsing
+//! net.rs        the network connections go through: TCP, or a simulated one in tests
 //! transport.rs  length-delimited bincode frames over TCP, TCP_NODELAY, a maximum frame length
 //!               on both ends, and a server codec that clamps absurd request deadlines
 //! client.rs     the client library: endpoints, finding and following the master, retries
@@ -26,6 +27,7 @@ pub mod client;
 pub mod cluster;
 pub mod error;
 pub mod limits;
+pub mod net;
 pub mod proto;
 pub mod routing;
 pub mod transport;

@@ -2,7 +2,7 @@
 //! little-endian, trailing bytes rejected).
 //!
 //! ```text
-//!  TcpStream (TCP_NODELAY) -> LengthDelimitedCodec (max frame) -> ServerCodec / ClientCodec
+//!  net::Stream (TCP_NODELAY) -> LengthDelimitedCodec (max frame) -> ServerCodec / ClientCodec
 //!                                                                   -> tarpc BaseChannel / client
 //! ```
 //!
@@ -18,7 +18,6 @@ use bincode::Options;
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use tarpc::{ClientMessage, Response};
-use tokio::net::TcpStream;
 use tokio_serde::{Deserializer, Serializer};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
@@ -26,6 +25,7 @@ use crate::{
     KvClient,
     addr::Endpoint,
     limits::{CLIENT_MAX_FRAME_BYTES, MAX_REQUEST_DEADLINE},
+    net::{Stream, net},
     proto::{KvRequest, KvResponse},
 };
 
@@ -136,20 +136,18 @@ pub fn clamp_deadline(src: &[u8]) -> io::Result<Option<Vec<u8>>> {
 
 /// The transport a node serves one connection on.
 pub type ServerTransport = tarpc::serde_transport::Transport<
-    TcpStream,
+    Stream,
     ClientMessage<KvRequest>,
     Response<KvResponse>,
     ServerCodec<KvRequest, KvResponse>,
 >;
 
-/// Wraps an accepted connection: TCP_NODELAY and a maximum frame length.
-///
-/// # Errors
-/// When the socket option cannot be set.
-pub fn server_transport(stream: TcpStream, max_frame: usize) -> io::Result<ServerTransport> {
-    stream.set_nodelay(true)?;
+/// Wraps an accepted connection (TCP_NODELAY is set by the network) with a maximum frame
+/// length.
+#[must_use]
+pub fn server_transport(stream: Stream, max_frame: usize) -> ServerTransport {
     let framed = Framed::new(stream, length_codec(max_frame));
-    Ok(tarpc::serde_transport::new(framed, ServerCodec::default()))
+    tarpc::serde_transport::new(framed, ServerCodec::default())
 }
 
 /// The length-prefix codec with an explicit maximum frame length.
@@ -165,8 +163,7 @@ pub fn length_codec(max_frame: usize) -> LengthDelimitedCodec {
 /// # Errors
 /// When the name does not resolve or the connection is refused.
 pub async fn connect(endpoint: &Endpoint) -> io::Result<KvClient> {
-    let stream = TcpStream::connect((endpoint.host.as_str(), endpoint.port)).await?;
-    stream.set_nodelay(true)?;
+    let stream = net().connect(endpoint.host.clone(), endpoint.port).await?;
     let framed = Framed::new(stream, length_codec(CLIENT_MAX_FRAME_BYTES));
     let transport = tarpc::serde_transport::new(framed, ClientCodec::default());
     let mut config = tarpc::client::Config::default();

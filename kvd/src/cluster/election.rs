@@ -15,9 +15,9 @@
 //! The decision of *whether* to grant is here (it needs clocks and positions); the acceptance
 //! itself is the state machine's `Hello` (persisted before the answer, one master per epoch).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
-use rand::Rng as _;
 use shared::{
     KvError, Role,
     cluster::{ElectionStatus, Epoch, LogPos, Member, VoteReply, VoteRequest},
@@ -203,6 +203,14 @@ pub async fn on_vote(node: &Node, req: VoteRequest) -> Result<VoteReply, KvError
             Err(e) => return Err(e),
         }
     }
+    if !granted {
+        // A pre-vote refused is routine (a replica cut off alone asks again and again): debug.
+        if req.pre {
+            tracing::debug!(candidate = %req.from.address, epoch = req.epoch, %reason, "pre-vote refused");
+        } else {
+            tracing::info!(candidate = %req.from.address, epoch = req.epoch, %reason, "vote refused (automatic failover)");
+        }
+    }
     let view = node.cluster().view();
     Ok(VoteReply {
         node: node.cluster().me().clone(),
@@ -254,6 +262,11 @@ pub async fn request_votes(node: &Node) {
     // Each answer as it comes: a majority of quick ones need not wait for a frozen node.
     while let Some(reply) = futures::StreamExt::next(&mut asks).await {
         let Some(reply) = reply else { continue };
+        if reply.granted {
+            tracing::info!(epoch, voter = %reply.node.address, "vote granted to this node");
+        } else {
+            tracing::info!(epoch, voter = %reply.node.address, reason = %reply.reason, "vote refused to this node");
+        }
         node.cluster().note_vote(epoch, &reply);
         let event = if reply.granted {
             Event::HelloReply {
@@ -291,7 +304,7 @@ pub async fn run(node: Node, cancel: CancellationToken) {
         if !lost(&node, timeout) {
             continue;
         }
-        let delay = timeout.mul_f64(rand::rng().random_range(0.0..0.5));
+        let delay = timeout.mul_f64(crate::random::in_range(0.0..0.5));
         tokio::select! {
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(delay) => {}
@@ -367,6 +380,7 @@ async fn stand(node: &Node, timeout: Duration, cancel: &CancellationToken) {
         yes,
         needed,
         silent_ms = node.replica().since_contact().as_millis(),
+        candidate = %node.cluster().me().address,
         "the master is lost: standing for election (automatic failover)"
     );
     node.cluster()
@@ -396,7 +410,7 @@ async fn stand(node: &Node, timeout: Duration, cancel: &CancellationToken) {
         }
         if v.gate == super::state::Gate::Open {
             let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            tracing::warn!(epoch = stood, ms, "elected master (automatic failover)");
+            tracing::warn!(epoch = stood, candidate = %node.cluster().me().address, ms, "elected master (automatic failover)");
             runtime::record_failover(
                 node,
                 shared::cluster::FailoverRecord {
@@ -420,7 +434,7 @@ async fn stand(node: &Node, timeout: Duration, cancel: &CancellationToken) {
             () = cancel.cancelled() => break,
             r = tokio::time::timeout_at(deadline, changes.changed()) => {
                 if r.is_err() {
-                    tracing::warn!(epoch = stood, "election lost: no majority in time; standing down");
+                    tracing::warn!(epoch = stood, candidate = %node.cluster().me().address, "election lost: no majority in time; standing down");
                     let _ = handle(node, Event::ElectionLost { epoch: stood }).await;
                     break;
                 }

@@ -14,7 +14,8 @@
 //!  refused / unknown: ask it; else Reclaim (E+2)
 //! ```
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use shared::{
     KvError, NodeStatus, Role,

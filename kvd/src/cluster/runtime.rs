@@ -23,8 +23,9 @@ use std::{
         Arc, Mutex, MutexGuard, PoisonError,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
+use tokio::time::Instant;
 
 use shared::{
     KvError, Role,
@@ -146,8 +147,7 @@ impl Cluster {
     /// Does not stand again for `timeout` plus a random part of it (so two that lost together do
     /// not stand together again).
     pub fn back_off_standing(&self, timeout: Duration) {
-        use rand::Rng as _;
-        let pause = timeout.mul_f64(rand::rng().random_range(1.0..1.5));
+        let pause = timeout.mul_f64(crate::random::in_range(1.0..1.5));
         *lock(&self.stand_after) = Some(Instant::now() + pause);
     }
 
@@ -249,7 +249,7 @@ impl Cluster {
         };
         let dir = self.dir.clone();
         let to_save = snapshot.clone();
-        tokio::task::spawn_blocking(move || to_save.save(&dir))
+        crate::blocking::run(move || to_save.save(&dir))
             .await
             .map_err(|e| {
                 storage_error(&StorageError::Corrupt {

@@ -8,11 +8,8 @@
 //! Everything here sits behind one `std::sync::Mutex`, held only for map updates and never across
 //! an `.await`. Waiters for acknowledgements watch a counter that every advancing pull bumps.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, sync::Mutex, time::Duration};
+use tokio::time::Instant;
 
 use shared::{JoinRequest, KvError, LinkState, ReplicaShardLag, ReplicaStatus, cluster::Member};
 use tokio::sync::watch;

@@ -25,8 +25,9 @@ use std::{
         Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
+use tokio::time::Instant;
 
 use serde_bytes::ByteBuf;
 use shared::{
@@ -631,44 +632,42 @@ async fn give_up_diverged(
         return Ok(());
     }
     let store = std::sync::Arc::clone(&local.store);
-    let entries =
-        tokio::task::spawn_blocking(move || -> Result<_, crate::storage::StorageError> {
-            let records = store.read_log(to, our_last, usize::MAX, usize::MAX)?;
-            let mut given = Vec::with_capacity(records.len());
-            for e in records {
-                given.push(rollback::Given::from_record(
-                    e.seq,
-                    LogRecord::decode(&e.record)?,
-                ));
-            }
-            if given.len() as u64 != our_last - to {
-                // The local log no longer holds them all: keep the last value of each key instead.
-                let logged: BTreeSet<u64> = given.iter().map(|g| g.version).collect();
-                for (key, version, value) in store.versions_after(to)? {
-                    if !logged.contains(&version) {
-                        given.push(rollback::Given {
-                            version,
-                            epoch: ours.epoch_at(version),
-                            time_ms: 0,
-                            key,
-                            value: Some(value),
-                        });
-                    }
+    let entries = crate::blocking::run(move || -> Result<_, crate::storage::StorageError> {
+        let records = store.read_log(to, our_last, usize::MAX, usize::MAX)?;
+        let mut given = Vec::with_capacity(records.len());
+        for e in records {
+            given.push(rollback::Given::from_record(
+                e.seq,
+                LogRecord::decode(&e.record)?,
+            ));
+        }
+        if given.len() as u64 != our_last - to {
+            // The local log no longer holds them all: keep the last value of each key instead.
+            let logged: BTreeSet<u64> = given.iter().map(|g| g.version).collect();
+            for (key, version, value) in store.versions_after(to)? {
+                if !logged.contains(&version) {
+                    given.push(rollback::Given {
+                        version,
+                        epoch: ours.epoch_at(version),
+                        time_ms: 0,
+                        key,
+                        value: Some(value),
+                    });
                 }
             }
-            Ok(given)
-        })
-        .await
-        .map_err(storage)?
-        .map_err(storage)?;
-    let data_dir = node.config().data_dir.clone();
-    let to_save = entries.clone();
-    let (path, written) = tokio::task::spawn_blocking(move || {
-        rollback::append(&data_dir, their_epoch, shard, &to_save)
+        }
+        Ok(given)
     })
     .await
     .map_err(storage)?
     .map_err(storage)?;
+    let data_dir = node.config().data_dir.clone();
+    let to_save = entries.clone();
+    let (path, written) =
+        crate::blocking::run(move || rollback::append(&data_dir, their_epoch, shard, &to_save))
+            .await
+            .map_err(storage)?
+            .map_err(storage)?;
     let keys: Vec<Vec<u8>> = entries
         .iter()
         .map(|g| g.key.clone())

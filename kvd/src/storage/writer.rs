@@ -211,6 +211,16 @@ pub struct WriterHandle {
     /// The shard's epoch history as of the last published commit.
     epochs: Arc<Mutex<EpochHistory>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The writer itself when it runs inline (`crate::blocking::inline`): each send is followed
+    /// by a pump on the caller's thread instead of a wake-up of the writer thread.
+    inline: Option<Mutex<Inline>>,
+}
+
+/// A writer run by its callers (the simulation).
+struct Inline {
+    writer: Writer,
+    rx: mpsc::Receiver<Msg>,
+    stopped: bool,
 }
 
 impl WriterHandle {
@@ -252,15 +262,26 @@ impl WriterHandle {
             keys,
             stats: Arc::clone(&stats),
             seq_tx,
+            ops: Vec::with_capacity(256),
         };
-        let thread = std::thread::Builder::new()
-            .name(format!("kvd-writer-{shard}"))
-            .spawn(move || writer.run(rx))
-            .map_err(|source| StorageError::Io {
-                what: "cannot start the writer thread of",
-                path: format!("shard-{shard}").into(),
-                source,
-            })?;
+        let (thread, inline) = if crate::blocking::inline() {
+            let inline = Inline {
+                writer,
+                rx,
+                stopped: false,
+            };
+            (None, Some(Mutex::new(inline)))
+        } else {
+            let thread = std::thread::Builder::new()
+                .name(format!("kvd-writer-{shard}"))
+                .spawn(move || writer.run(rx))
+                .map_err(|source| StorageError::Io {
+                    what: "cannot start the writer thread of",
+                    path: format!("shard-{shard}").into(),
+                    source,
+                })?;
+            (Some(thread), None)
+        };
         Ok(Self {
             shard,
             tx,
@@ -268,8 +289,40 @@ impl WriterHandle {
             stats,
             history,
             epochs: shared_epochs,
-            thread: Mutex::new(Some(thread)),
+            thread: Mutex::new(thread),
+            inline,
         })
+    }
+
+    /// Inline only: handles what is queued, on this thread.
+    fn pump(&self) {
+        let Some(inline) = &self.inline else {
+            return;
+        };
+        let mut guard = inline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Inline {
+            writer,
+            rx,
+            stopped,
+        } = &mut *guard;
+        let mut next = None;
+        loop {
+            let msg = match next.take() {
+                Some(msg) => msg,
+                None => match rx.try_recv() {
+                    Ok(msg) => msg,
+                    Err(mpsc::error::TryRecvError::Empty) => return,
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                },
+            };
+            next = writer.handle(msg, rx);
+        }
+        if !*stopped {
+            *stopped = true;
+            writer.stopped();
+        }
     }
 
     /// The shard's epoch history (as of the last commit).
@@ -311,6 +364,7 @@ impl WriterHandle {
             .send(Msg::Write(WriteOp { kind, epoch, reply }))
             .await
             .map_err(|_| KvError::ShuttingDown)?;
+        self.pump();
         answer.await.map_err(|_| KvError::Storage {
             shard: self.shard,
             message: "the shard writer stopped before answering".into(),
@@ -324,6 +378,7 @@ impl WriterHandle {
         let (reply, answer) = oneshot::channel();
         let stopped = || StorageError::Stopped(self.shard);
         self.tx.send(msg(reply)).await.map_err(|_| stopped())?;
+        self.pump();
         answer.await.map_err(|_| stopped())?
     }
 
@@ -423,6 +478,7 @@ impl WriterHandle {
     pub async fn close(&self) {
         // An error means the writer has already stopped.
         let _ = self.tx.send(Msg::Close).await;
+        self.pump();
         let thread = self.thread.lock().ok().and_then(|mut t| t.take());
         if let Some(thread) = thread {
             let joined = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -450,6 +506,8 @@ struct Writer {
     keys: u64,
     stats: Arc<WriterStats>,
     seq_tx: watch::Sender<u64>,
+    /// The batch being built (kept to reuse its allocation).
+    ops: Vec<WriteOp>,
 }
 
 fn now_ms() -> u64 {
@@ -460,7 +518,6 @@ fn now_ms() -> u64 {
 
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
-        let mut ops = Vec::with_capacity(256);
         let mut next: Option<Msg> = None;
         loop {
             let msg = match next.take() {
@@ -471,43 +528,58 @@ impl Writer {
                     None => break,
                 },
             };
-            match msg {
-                Msg::Write(op) => {
-                    let mut bytes = op.kind.size();
-                    ops.push(op);
-                    while ops.len() < MAX_BATCH_OPS && bytes < MAX_BATCH_BYTES {
-                        match rx.try_recv() {
-                            Ok(Msg::Write(op)) => {
-                                bytes += op.kind.size();
-                                ops.push(op);
-                            }
-                            Ok(other) => {
-                                next = Some(other);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    self.commit(&mut ops);
-                }
-                Msg::Replicate(entries, reply) => {
-                    let _ = reply.send(self.replicate(entries));
-                }
-                Msg::Reset(reply) => {
-                    let _ = reply.send(self.reset());
-                }
-                Msg::Load(entries, reply) => {
-                    let _ = reply.send(self.load(entries));
-                }
-                Msg::FinishLoad(seq, history, reply) => {
-                    let _ = reply.send(self.finish_load(seq, history));
-                }
-                Msg::Truncate(to, last, restore, reply) => {
-                    let _ = reply.send(self.truncate(to, last, restore));
-                }
-                Msg::Close => rx.close(),
-            }
+            next = self.handle(msg, &mut rx);
         }
+        self.stopped();
+    }
+
+    /// Handles `msg`: a write together with the writes queued behind it, in one batch. Returns
+    /// the message read past the batch, if any.
+    fn handle(&mut self, msg: Msg, rx: &mut mpsc::Receiver<Msg>) -> Option<Msg> {
+        let mut next = None;
+        match msg {
+            Msg::Write(op) => {
+                let mut ops = std::mem::take(&mut self.ops);
+                let mut bytes = op.kind.size();
+                ops.push(op);
+                while ops.len() < MAX_BATCH_OPS && bytes < MAX_BATCH_BYTES {
+                    match rx.try_recv() {
+                        Ok(Msg::Write(op)) => {
+                            bytes += op.kind.size();
+                            ops.push(op);
+                        }
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                self.commit(&mut ops);
+                self.ops = ops;
+            }
+            Msg::Replicate(entries, reply) => {
+                let _ = reply.send(self.replicate(entries));
+            }
+            Msg::Reset(reply) => {
+                let _ = reply.send(self.reset());
+            }
+            Msg::Load(entries, reply) => {
+                let _ = reply.send(self.load(entries));
+            }
+            Msg::FinishLoad(seq, history, reply) => {
+                let _ = reply.send(self.finish_load(seq, history));
+            }
+            Msg::Truncate(to, last, restore, reply) => {
+                let _ = reply.send(self.truncate(to, last, restore));
+            }
+            Msg::Close => rx.close(),
+        }
+        next
+    }
+
+    /// The last sync and the summary, once the queue has ended.
+    fn stopped(&self) {
         if let Err(e) = self.store.persist() {
             tracing::error!(shard = self.store.id(), error = %e, "final sync of the shard failed");
         }

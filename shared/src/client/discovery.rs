@@ -12,7 +12,8 @@
 //! A round never waits for a master to appear: the client runs rounds with a back-off while
 //! none qualifies (a switchover's pause, a promotion under way).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use futures::future::join_all;
 

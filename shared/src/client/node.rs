@@ -22,15 +22,12 @@
 //! one that finds it set was never sent. A request queued just as the connection dies is
 //! classified as in doubt: never the other way round.
 
-use std::{
-    pin::pin,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{pin::pin, sync::Arc, time::Duration};
+use tokio::time::Instant;
 
 use serde_bytes::ByteBuf;
 use tarpc::client::RpcError;
-use tokio::{net::TcpStream, sync::watch};
+use tokio::sync::watch;
 use tokio_util::codec::Framed;
 
 use super::{
@@ -106,7 +103,7 @@ impl Node {
         };
         let stream = match tokio::time::timeout(
             connect_timeout,
-            TcpStream::connect((endpoint.host.as_str(), endpoint.port)),
+            crate::net::net().connect(endpoint.host.clone(), endpoint.port),
         )
         .await
         {
@@ -119,9 +116,6 @@ impl Node {
                 )));
             }
         };
-        stream
-            .set_nodelay(true)
-            .map_err(|e| unreachable(format!("cannot set TCP_NODELAY: {e}")))?;
         let framed = Framed::new(stream, length_codec(CLIENT_MAX_FRAME_BYTES));
         let transport = tarpc::serde_transport::new(framed, ClientCodec::default());
         let mut config = tarpc::client::Config::default();
@@ -222,7 +216,11 @@ impl Node {
             });
         }
         let mut ctx = tarpc::context::current();
-        ctx.deadline = self.deadline(extra);
+        // tarpc's deadline is on the std clock; ours on tokio's (simulated time in the tests).
+        ctx.deadline = std::time::Instant::now()
+            + self
+                .deadline(extra)
+                .saturating_duration_since(Instant::now());
         Ok(ctx)
     }
 

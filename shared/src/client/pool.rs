@@ -17,8 +17,9 @@ use std::{
         Arc, Mutex, PoisonError, RwLock,
         atomic::{AtomicUsize, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
+use tokio::time::Instant;
 
 use super::{Error, Node, error::seconds};
 use crate::addr::Endpoint;

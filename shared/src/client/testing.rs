@@ -756,8 +756,7 @@ pub async fn serve(mut fake: Fake) -> Endpoint {
                 },
                 _ = down.wait_for(|d| *d) => break,
             };
-            let transport =
-                crate::transport::server_transport(stream, max_frame).expect("transport");
+            let transport = crate::transport::server_transport(Box::new(stream), max_frame);
             let channel = BaseChannel::with_defaults(transport);
             let hang_up = Arc::new(Notify::new());
             let mut conn = fake.clone();
