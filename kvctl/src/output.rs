@@ -196,6 +196,31 @@ pub fn human_uptime(secs: u64) -> String {
     }
 }
 
+/// A short duration for people: `850 ms` below a second, `3.2 s` below a minute, else as
+/// [`human_uptime`].
+#[must_use]
+pub fn human_millis(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{}.{} s", ms / 1000, ms % 1000 / 100)
+    } else {
+        human_uptime(ms / 1000)
+    }
+}
+
+/// A master's lease (auto failover) from the milliseconds it still runs: `3.2 s left`, or
+/// `ended: not serving` at 0 (it admits no writes and answers no reads until its replicas
+/// confirm it again).
+#[must_use]
+pub fn lease_text(ms: u64) -> String {
+    if ms == 0 {
+        "ended: not serving".to_string()
+    } else {
+        format!("{} left", human_millis(ms))
+    }
+}
+
 /// How long ago `since_unix_ms` was at `now_unix_ms`, for people: `12s ago`, `1m 1s ago`. A time
 /// in the future (clocks of two hosts disagree) shows as `0s ago`.
 #[must_use]
@@ -306,6 +331,19 @@ mod tests {
         let mut out = Vec::new();
         write_json(&mut out, v).expect("write");
         String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn short_durations_and_leases() {
+        assert_eq!(human_millis(0), "0 ms");
+        assert_eq!(human_millis(999), "999 ms");
+        assert_eq!(human_millis(1000), "1.0 s");
+        assert_eq!(human_millis(3_250), "3.2 s");
+        assert_eq!(human_millis(59_999), "59.9 s");
+        assert_eq!(human_millis(61_000), "1m 1s");
+        assert_eq!(lease_text(4_800), "4.8 s left");
+        assert_eq!(lease_text(40), "40 ms left");
+        assert_eq!(lease_text(0), "ended: not serving");
     }
 
     #[test]

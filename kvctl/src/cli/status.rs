@@ -13,22 +13,26 @@
 //!
 //! The JSON shape is kvctl's own (see [`StatusJson`]), with stable `snake_case` names and roles,
 //! link states and sync policies as lower-case strings, so scripts do not depend on how `shared`
-//! happens to serialize its types. (Its field set is pinned by the end-to-end tests; the epoch
-//! and failover fields are text-only for now.)
+//! happens to serialize its types. (Its field set is pinned by the end-to-end tests.)
+//!
+//! Failover shows in three lines: `failover` (the mode and timeout; on a master in auto mode
+//! its lease; why it cannot elect, when it cannot), `election` (one this node is running: the
+//! epoch, the candidate, the votes so far) and `last` (the last failover it took part in).
 
 use std::io::{self, Write};
 
 use serde::Serialize;
 use shared::{
     ClusterStatus, MasterLink, NodeStatus, ReplicaStatus, Role, ShardStatus,
-    cluster::{FailoverRecord, Member},
+    cluster::{ElectionStatus, FailoverRecord, FailoverStatus, Member},
 };
 
 use crate::{
     cli::{Global, replicas::ReplicaJson},
     client::Error,
     output::{
-        Format, ago, human_bytes, human_uptime, now_unix_ms, short_id, write_json, write_table,
+        Format, ago, human_bytes, human_millis, human_uptime, lease_text, now_unix_ms, short_id,
+        write_json, write_table,
     },
 };
 
@@ -74,10 +78,53 @@ struct StatusJson<'a> {
     writable: bool,
     /// The last failover this node took part in (`null`: none).
     last_failover: Option<&'a FailoverRecord>,
+    /// How this node fails over: the mode, the lease, an election in progress.
+    failover: FailoverJson<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     master_link: Option<MasterLinkJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     replicas: Option<Vec<ReplicaJson<'a>>>,
+}
+
+/// The failover part of [`StatusJson`]: `lease_ms` is `null` where there is no lease (manual
+/// mode, a replica, a master of fewer than three members) and 0 once it ended; `election` is
+/// `null` unless this node stands for election now; `note` says why it cannot elect, if so.
+#[derive(Debug, Serialize)]
+struct FailoverJson<'a> {
+    mode: &'a str,
+    timeout_ms: u64,
+    lease_ms: Option<u64>,
+    election: Option<ElectionJson<'a>>,
+    note: Option<&'a str>,
+}
+
+/// An election in progress in [`FailoverJson`]: `votes` are the node ids that granted so far,
+/// the candidate's own first.
+#[derive(Debug, Serialize)]
+struct ElectionJson<'a> {
+    epoch: u64,
+    candidate: &'a Member,
+    votes: &'a [String],
+    needed: u32,
+    started_unix_ms: u64,
+}
+
+impl<'a> From<&'a FailoverStatus> for FailoverJson<'a> {
+    fn from(f: &'a FailoverStatus) -> Self {
+        Self {
+            mode: &f.mode,
+            timeout_ms: f.timeout_ms,
+            lease_ms: f.lease_ms,
+            election: f.election.as_ref().map(|e| ElectionJson {
+                epoch: e.epoch,
+                candidate: &e.candidate,
+                votes: &e.votes,
+                needed: e.needed,
+                started_unix_ms: e.started_unix_ms,
+            }),
+            note: f.note.as_deref(),
+        }
+    }
 }
 
 /// One shard of [`StatusJson`]. The resync fields are always 0/false on a master.
@@ -148,6 +195,7 @@ impl<'a> From<&'a View> for StatusJson<'a> {
             master: s.master.as_ref(),
             writable: s.writable,
             last_failover: s.last_failover.as_ref(),
+            failover: FailoverJson::from(&s.failover),
             master_link: s.master_link.as_ref().map(|l| MasterLinkJson {
                 master: &l.master,
                 master_id: l.master_id.as_deref(),
@@ -210,8 +258,12 @@ fn print_text(out: &mut impl Write, view: &View, now_unix_ms: u64) -> io::Result
         human_bytes(s.max_key_bytes),
         human_bytes(s.max_value_bytes)
     )?;
+    writeln!(out, "failover  {}", mode_line(&s.failover, s.role))?;
+    if let Some(e) = &s.failover.election {
+        writeln!(out, "election  {}", election_line(e, now_unix_ms))?;
+    }
     if let Some(f) = &s.last_failover {
-        writeln!(out, "failover  {}", failover_line(f, now_unix_ms))?;
+        writeln!(out, "last      failover {}", failover_line(f, now_unix_ms))?;
     }
     match view {
         View::Master(cluster) => {
@@ -226,6 +278,48 @@ fn print_text(out: &mut impl Write, view: &View, now_unix_ms: u64) -> io::Result
             print_shards(out, &s.shards, true)
         }
     }
+}
+
+/// The mode in one line: `auto, timeout 1000 ms, lease 3.2 s left` on a master in auto mode,
+/// with why it cannot elect when it cannot; `manual (kvctl failover, kvctl promote)`.
+fn mode_line(f: &FailoverStatus, role: Role) -> String {
+    if f.mode != "auto" {
+        return format!("{} (by command: kvctl failover, kvctl promote)", f.mode);
+    }
+    let mut line = format!("auto, timeout {} ms", f.timeout_ms);
+    match (role, f.lease_ms) {
+        (Role::Master, Some(ms)) => {
+            line.push_str(", lease ");
+            line.push_str(&lease_text(ms));
+        }
+        (Role::Master, None) => line.push_str(", no lease (needs three members or more)"),
+        (Role::Replica, _) => {}
+    }
+    if let Some(note) = &f.note {
+        line.push_str("; ");
+        line.push_str(note);
+    }
+    line
+}
+
+/// An election in progress in one line: `epoch 5, asked by b1 (h:2): votes 1/2 (b1), started
+/// 2s ago`.
+fn election_line(e: &ElectionStatus, now_unix_ms: u64) -> String {
+    let votes = e
+        .votes
+        .iter()
+        .map(|v| short_id(v))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "epoch {} in progress, asked by {} ({}): votes {}/{} ({votes}), started {} ago",
+        e.epoch,
+        short_id(&e.candidate.node_id),
+        e.candidate.address,
+        e.votes.len(),
+        e.needed,
+        human_millis(now_unix_ms.saturating_sub(e.started_unix_ms)),
+    )
 }
 
 /// The last failover in one line: `epoch 2, switchover from a (h:1) to b (h:2) 5m 3s ago, took
@@ -412,6 +506,7 @@ version   0.1.0
 uptime    1h 2m 5s
 sync      always
 limits    keys up to 4 KiB, values up to 1 MiB
+failover  manual (by command: kvctl failover, kvctl promote)
 
 shard  keys  last seq     disk
 0        10        12    2 KiB
@@ -495,6 +590,8 @@ replica  10.0.0.3:3000   77aa0b12  down   1: 5 behind; others in sync
                 "epoch": 1,
                 "writable": true,
                 "last_failover": null,
+                "failover": {"mode": "manual", "timeout_ms": 5000, "lease_ms": null,
+                             "election": null, "note": null},
                 "replicas": [],
             })
         );
@@ -594,7 +691,8 @@ version   0.1.0
 uptime    59s
 sync      none
 limits    keys up to 4 KiB, values up to 1 MiB
-failover  epoch 3, switchover from 3f2a9c1b (10.0.0.2:3000) to m1 (10.0.0.1:3000) 1m 12s ago, took 120 ms: kvctl failover
+failover  manual (by command: kvctl failover, kvctl promote)
+last      failover epoch 3, switchover from 3f2a9c1b (10.0.0.2:3000) to m1 (10.0.0.1:3000) 1m 12s ago, took 120 ms: kvctl failover
 master    10.0.0.1:3000
 link      down since 1m 12s ago, last error: connection refused
 
@@ -607,7 +705,152 @@ total     3         9  100 B                           2             1
         s.last_failover = None;
         let text = render(&s);
         assert!(text.contains("\nmaster    unknown (no link reported)\n"));
-        assert!(!text.contains("failover"), "{text}");
+        assert!(!text.contains("\nlast "), "{text}");
+    }
+
+    /// A master of the fake in auto mode, with `failover` as its failover status.
+    fn auto_master(failover: FailoverStatus) -> View {
+        let me = Member {
+            node_id: "n1".into(),
+            address: "127.0.0.1:3000".into(),
+        };
+        let master = NodeStatus {
+            node_id: me.node_id.clone(),
+            role: Role::Master,
+            address: me.address.clone(),
+            version: "0.1.0".into(),
+            uptime_secs: 5,
+            reads: 0,
+            sync: shared::SyncPolicy::Always,
+            max_key_bytes: 4096,
+            max_value_bytes: 1 << 20,
+            shards: Vec::new(),
+            master_link: None,
+            cluster_id: "c1".into(),
+            epoch: 4,
+            master: Some(me),
+            writable: true,
+            failover,
+            last_failover: None,
+        };
+        View::Master(ClusterStatus {
+            master,
+            replicas: Vec::new(),
+        })
+    }
+
+    fn auto(lease_ms: Option<u64>) -> FailoverStatus {
+        FailoverStatus {
+            mode: "auto".into(),
+            timeout_ms: 1000,
+            lease_ms,
+            ..FailoverStatus::manual()
+        }
+    }
+
+    fn text_of(view: &View, now_unix_ms: u64) -> String {
+        let mut out = Vec::new();
+        print_text(&mut out, view, now_unix_ms).expect("print");
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn an_auto_master_shows_its_lease_and_an_election_its_votes() {
+        let line = |view: &View, label: &str| {
+            text_of(view, 1_000_000)
+                .lines()
+                .find(|l| l.starts_with(label))
+                .map(str::to_string)
+        };
+        assert_eq!(
+            line(&auto_master(auto(Some(3_250))), "failover").as_deref(),
+            Some("failover  auto, timeout 1000 ms, lease 3.2 s left")
+        );
+        assert_eq!(
+            line(&auto_master(auto(Some(0))), "failover").as_deref(),
+            Some("failover  auto, timeout 1000 ms, lease ended: not serving")
+        );
+        let two = FailoverStatus {
+            note: Some("two members: a majority is both".into()),
+            ..auto(None)
+        };
+        assert_eq!(
+            line(&auto_master(two), "failover").as_deref(),
+            Some(
+                "failover  auto, timeout 1000 ms, no lease (needs three members or more); two \
+                 members: a majority is both"
+            )
+        );
+        // A candidate: the epoch it stands for, who it is, the votes so far out of those needed.
+        let standing = FailoverStatus {
+            election: Some(ElectionStatus {
+                epoch: 5,
+                candidate: Member {
+                    node_id: "b1b2b3b4-node".into(),
+                    address: "10.0.0.2:3000".into(),
+                },
+                votes: vec!["b1b2b3b4-node".into(), "c9c8c7c6-node".into()],
+                needed: 2,
+                started_unix_ms: 999_600,
+            }),
+            ..auto(Some(0))
+        };
+        let view = auto_master(standing);
+        assert_eq!(
+            line(&view, "election").as_deref(),
+            Some(
+                "election  epoch 5 in progress, asked by b1b2b3b4 (10.0.0.2:3000): votes 2/2 \
+                 (b1b2b3b4, c9c8c7c6), started 400 ms ago"
+            )
+        );
+        assert_eq!(line(&auto_master(auto(Some(1))), "election"), None);
+
+        let json: serde_json::Value = serde_json::to_value(StatusJson::from(&view)).expect("json");
+        assert_eq!(
+            json["failover"],
+            serde_json::json!({
+                "mode": "auto",
+                "timeout_ms": 1000,
+                "lease_ms": 0,
+                "election": {
+                    "epoch": 5,
+                    "candidate": {"node_id": "b1b2b3b4-node", "address": "10.0.0.2:3000"},
+                    "votes": ["b1b2b3b4-node", "c9c8c7c6-node"],
+                    "needed": 2,
+                    "started_unix_ms": 999_600,
+                },
+                "note": null,
+            })
+        );
+    }
+
+    #[test]
+    fn a_replica_in_auto_mode_has_no_lease_and_an_election_record_its_reason() {
+        let mut view = auto_master(auto(None));
+        if let View::Master(c) = &mut view {
+            c.master.last_failover = Some(FailoverRecord {
+                epoch: 4,
+                kind: "election".into(),
+                from: None,
+                to: c.master.master.clone().expect("the fake names its master"),
+                at_unix_ms: 940_000,
+                duration_ms: 1_430,
+                reason: "the master was silent for 1000 ms or more".into(),
+            });
+            c.master.role = Role::Replica;
+        }
+        let text = text_of(&view, 1_000_000);
+        assert!(
+            text.contains("\nfailover  auto, timeout 1000 ms\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nlast      failover epoch 4, election to n1 (127.0.0.1:")
+                && text.contains(
+                    " 1m 0s ago, took 1430 ms: the master was silent for 1000 ms or more\n"
+                ),
+            "{text}"
+        );
     }
 
     #[tokio::test]
