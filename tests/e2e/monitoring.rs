@@ -151,6 +151,136 @@ fn metrics_of_a_master_with_a_replica() {
     assert_eq!(samples(&r, "kvd_master_lag_operations").len(), 3);
 }
 
+/// The value of the one sample of `name` (panics when there is none or several).
+fn only(s: &Scrape, name: &str) -> f64 {
+    let found = samples(s, name);
+    assert_eq!(found.len(), 1, "one sample of {name}");
+    value(found[0])
+}
+
+/// Automatic failover in status and metrics: the mode, the master's lease, no election while
+/// the master lives; once it is killed, a replica elected, whose last failover (an election,
+/// its reason and duration) shows in `kvctl status` and in its metrics.
+#[test]
+fn failover_mode_lease_and_last_election_in_status_and_metrics() {
+    const AUTO: [&str; 3] = [
+        "--failover=auto",
+        "--failover-timeout-ms=1000",
+        "--replica-timeout-ms=1000",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut master = NodeProcess::master(&dir.path().join("a"), 2, &AUTO);
+    let m = master.endpoint();
+    let b = NodeProcess::replica(&dir.path().join("b"), 2, &m, &AUTO);
+    let c = NodeProcess::replica(&dir.path().join("c"), 2, &m, &AUTO);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(wait_caught_up(&m, 2, Duration::from_secs(60)));
+
+    // The master holds a lease once its replicas confirm it (it runs below the 1 s timeout).
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            samples(&scrape(&master), "kvd_lease_seconds")
+                .first()
+                .is_some_and(|s| value(s) > 0.0)
+        }),
+        "the master gets a lease"
+    );
+    let ms = scrape(&master);
+    assert_eq!(only(&ms, "kvd_failover_auto"), 1.0);
+    assert!((only(&ms, "kvd_failover_timeout_seconds") - 1.0).abs() < 1e-9);
+    let lease = only(&ms, "kvd_lease_seconds");
+    assert!(lease > 0.0 && lease < 1.0, "lease {lease} s");
+    assert_eq!(only(&ms, "kvd_election_in_progress"), 0.0);
+    assert_eq!(only(&ms, "kvd_election_votes"), 0.0);
+    assert!(samples(&ms, "kvd_last_failover_duration_seconds").is_empty());
+    let rs = scrape(&b);
+    assert_eq!(only(&rs, "kvd_failover_auto"), 1.0);
+    assert!(
+        samples(&rs, "kvd_lease_seconds").is_empty(),
+        "a replica has no lease"
+    );
+
+    let status = json(&m, &["status"]);
+    assert_eq!(status["failover"]["mode"], "auto");
+    assert_eq!(status["failover"]["timeout_ms"], 1000);
+    assert!(
+        status["failover"]["lease_ms"]
+            .as_u64()
+            .is_some_and(|l| l < 1000),
+        "{status}"
+    );
+    assert!(status["failover"]["election"].is_null());
+    assert!(status["failover"]["note"].is_null(), "three members elect");
+    let text = String::from_utf8(harness::kvctl(&m, &["status"], None).stdout).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("failover  auto, timeout 1000 ms, lease ")),
+        "{text}"
+    );
+
+    // The master dies: one of the replicas is elected and says so.
+    master.kill9();
+    let (b_ep, c_ep) = (b.endpoint(), c.endpoint());
+    let mut winner = None;
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            winner = [&b, &c].into_iter().find(|n| {
+                let s = rt.block_on(harness::status(&n.endpoint()));
+                s.role == shared::Role::Master && s.writable && s.last_failover.is_some()
+            });
+            winner.is_some()
+        }),
+        "a replica is elected ({b_ep}, {c_ep})"
+    );
+    let winner = winner.unwrap();
+    let ws = scrape(winner);
+    let took = samples(&ws, "kvd_last_failover_duration_seconds");
+    assert_eq!(took.len(), 1);
+    assert_eq!(took[0].labels.get("kind"), Some("election"));
+    assert!(
+        value(took[0]) >= 1.0,
+        "an election takes at least the timeout"
+    );
+    assert_eq!(
+        samples(&ws, "kvd_last_failover_epoch")
+            .first()
+            .map(|s| value(s)),
+        Some(2.0)
+    );
+    assert!(
+        samples(&ws, "kvd_last_failover_timestamp_seconds")
+            .first()
+            .is_some_and(|s| value(s) > 1.6e9)
+    );
+    let status = json(&winner.endpoint(), &["status"]);
+    let last = &status["last_failover"];
+    assert_eq!(last["kind"], "election", "{status}");
+    assert_eq!(last["epoch"], 2);
+    assert!(
+        last["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("silent for 1000 ms")),
+        "{status}"
+    );
+    let text =
+        String::from_utf8(harness::kvctl(&winner.endpoint(), &["status"], None).stdout).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("last      failover epoch 2, election")
+                && l.contains("the master was silent for 1000 ms or more")),
+        "{text}"
+    );
+    // Its log has the election: standing, the votes, the win.
+    let log = winner.stdout.all().join("\n");
+    for needle in [
+        "standing for election",
+        "vote granted to this node",
+        "elected master",
+    ] {
+        assert!(log.contains(needle), "{needle} in the log:\n{log}");
+    }
+}
+
 #[test]
 fn replica_readiness_follows_its_master() {
     let dir = tempfile::tempdir().unwrap();
@@ -381,6 +511,7 @@ fn json_outputs_have_the_documented_fields() {
         "address",
         "cluster_id",
         "epoch",
+        "failover",
         "last_failover",
         "master",
         "max_key_bytes",
@@ -399,6 +530,14 @@ fn json_outputs_have_the_documented_fields() {
         (status["role"].as_str(), status["sync"].as_str()),
         (Some("master"), Some("always"))
     );
+    assert_eq!(
+        fields(&status["failover"]),
+        ["election", "lease_ms", "mode", "note", "timeout_ms"]
+    );
+    // A master in manual mode has no lease and runs no election.
+    assert_eq!(status["failover"]["mode"], "manual");
+    assert!(status["failover"]["lease_ms"].is_null());
+    assert!(status["failover"]["election"].is_null());
     assert_eq!(fields(&status["shards"][0]), shard_fields);
     assert_eq!(fields(&status["replicas"][0]), replica_fields);
     assert_eq!(fields(&status["replicas"][0]["shards"][0]), lag_fields);
