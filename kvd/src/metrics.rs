@@ -140,6 +140,15 @@ pub struct Metrics {
     role: IntGaugeVec,
     writable: IntGauge,
     failovers: IntGauge,
+    failover_auto: IntGauge,
+    failover_timeout: Gauge,
+    lease: GaugeVec,
+    election: IntGauge,
+    election_votes: IntGauge,
+    election_needed: IntGauge,
+    last_failover_epoch: IntGaugeVec,
+    last_failover_seconds: GaugeVec,
+    last_failover_at: GaugeVec,
     /// Entries this node gave up when it rejoined a master whose history lacks them (kept in
     /// its rollback files).
     pub rollback_entries: IntCounter,
@@ -299,6 +308,64 @@ impl Metrics {
             "Failovers (switchovers and promotions) this node took part in since it started",
         )?;
         reg(Box::new(failovers.clone()))?;
+        let failover_auto = IntGauge::new(
+            "failover_auto",
+            "1 when this node fails over on its own (--failover=auto), 0 by command only",
+        )?;
+        reg(Box::new(failover_auto.clone()))?;
+        let failover_timeout = Gauge::new(
+            "failover_timeout_seconds",
+            "--failover-timeout-ms: a replica silent this long from its master starts an election",
+        )?;
+        reg(Box::new(failover_timeout.clone()))?;
+        // No labels: a vector only so that the sample can be absent where there is no lease.
+        let lease = GaugeVec::new(
+            Opts::new(
+                "lease_seconds",
+                "On a master in auto mode: how long its lease still runs (0: ended, it does not \
+                 serve); no sample without a lease (manual mode, a replica, fewer than three members)",
+            ),
+            &[],
+        )?;
+        reg(Box::new(lease.clone()))?;
+        let election = IntGauge::new(
+            "election_in_progress",
+            "1 while this node stands for election (automatic failover)",
+        )?;
+        reg(Box::new(election.clone()))?;
+        let election_votes = IntGauge::new(
+            "election_votes",
+            "Votes this node has so far in the election it runs, its own included (0: none runs)",
+        )?;
+        reg(Box::new(election_votes.clone()))?;
+        let election_needed = IntGauge::new(
+            "election_votes_needed",
+            "Votes the election this node runs needs (a majority; 0: none runs)",
+        )?;
+        reg(Box::new(election_needed.clone()))?;
+        let fl = &["kind"];
+        let last_failover_epoch = gauge(
+            "last_failover_epoch",
+            "The epoch the last failover this node took part in started, by kind (switchover, \
+             promote, election); no sample before the first",
+            fl,
+        )?;
+        let last_failover_seconds = GaugeVec::new(
+            Opts::new(
+                "last_failover_duration_seconds",
+                "How long the last failover this node took part in took, by kind",
+            ),
+            fl,
+        )?;
+        reg(Box::new(last_failover_seconds.clone()))?;
+        let last_failover_at = GaugeVec::new(
+            Opts::new(
+                "last_failover_timestamp_seconds",
+                "When the last failover this node took part in happened (Unix time), by kind",
+            ),
+            fl,
+        )?;
+        reg(Box::new(last_failover_at.clone()))?;
         let rollback_entries = IntCounter::new(
             "rollback_entries_total",
             "Entries given up when rejoining a master whose history lacks them (see the rollback files)",
@@ -349,6 +416,15 @@ impl Metrics {
             role,
             writable,
             failovers,
+            failover_auto,
+            failover_timeout,
+            lease,
+            election,
+            election_votes,
+            election_needed,
+            last_failover_epoch,
+            last_failover_seconds,
+            last_failover_at,
             rollback_entries,
             link_lag,
             resyncing,
@@ -385,6 +461,7 @@ impl Metrics {
                 .failovers
                 .load(std::sync::atomic::Ordering::Relaxed),
         ));
+        self.render_failover(&status);
         for s in &status.shards {
             let label = s.shard.to_string();
             self.shard_keys
@@ -448,6 +525,49 @@ impl Metrics {
         }
         Ok(TextEncoder::new().encode_to_string(&self.registry.gather())?)
     }
+
+    /// The failover gauges: the mode, the lease, an election in progress, the last failover.
+    fn render_failover(&self, status: &shared::NodeStatus) {
+        let f = &status.failover;
+        self.failover_auto.set(i64::from(f.mode == "auto"));
+        self.failover_timeout.set(millis_to_secs(f.timeout_ms));
+        self.lease.reset();
+        if let Some(ms) = f.lease_ms {
+            self.lease
+                .with_label_values::<&str>(&[])
+                .set(millis_to_secs(ms));
+        }
+        let (running, votes, needed) = f.election.as_ref().map_or((0, 0, 0), |e| {
+            (
+                1,
+                i64::try_from(e.votes.len()).unwrap_or(i64::MAX),
+                i64::from(e.needed),
+            )
+        });
+        self.election.set(running);
+        self.election_votes.set(votes);
+        self.election_needed.set(needed);
+        self.last_failover_epoch.reset();
+        self.last_failover_seconds.reset();
+        self.last_failover_at.reset();
+        if let Some(last) = &status.last_failover {
+            let kind = [last.kind.as_str()];
+            self.last_failover_epoch
+                .with_label_values(&kind)
+                .set(gauge_i64(last.epoch));
+            self.last_failover_seconds
+                .with_label_values(&kind)
+                .set(millis_to_secs(last.duration_ms));
+            self.last_failover_at
+                .with_label_values(&kind)
+                .set(millis_to_secs(last.at_unix_ms));
+        }
+    }
+}
+
+/// Milliseconds as seconds for a gauge (exact below 2^53 ms, some 285 000 years).
+fn millis_to_secs(ms: u64) -> f64 {
+    ms as f64 / 1000.0
 }
 
 fn gauge_i64(v: u64) -> i64 {
