@@ -10,8 +10,8 @@ use shared::{
     ClusterStatus, LinkState, MasterLink, NodeStatus, ReplicaShardLag, ReplicaStatus, Role,
     ShardStatus, SyncPolicy, Versioned,
     cluster::{
-        Candidate, FailoverPlan, FailoverRecord, FailoverReply, LogPos, Member, NodePosition,
-        PromoteReply, PromotionPlan, ShardPlan,
+        Candidate, ElectionStatus, FailoverPlan, FailoverRecord, FailoverReply, FailoverStatus,
+        LogPos, Member, NodePosition, PromoteReply, PromotionPlan, ShardPlan,
     },
 };
 
@@ -224,6 +224,69 @@ pub fn cluster_at(i: u64) -> (Snapshot, Vec<NodeStatus>) {
         },
         vec![r1, r2],
     )
+}
+
+/// `--failover=auto` with the default timeout (5 s); `lease_ms` the master's lease.
+pub fn auto(lease_ms: Option<u64>) -> FailoverStatus {
+    FailoverStatus {
+        mode: "auto".into(),
+        timeout_ms: 5000,
+        lease_ms,
+        election: None,
+        note: None,
+    }
+}
+
+/// Refresh `i` of [`cluster_at`] with automatic failover on every node: the master's lease
+/// runs for 4.35 s more (its replicas confirm it at every pull).
+pub fn auto_at(i: u64) -> (Snapshot, Vec<NodeStatus>) {
+    let (mut snapshot, mut peers) = cluster_at(i);
+    let master = auto(Some(4_350));
+    snapshot.endpoint.failover = master.clone();
+    for p in &mut snapshot.nodes {
+        if let Ok(s) = &mut p.status {
+            s.failover = master.clone();
+        }
+    }
+    if let Ok(c) = &mut snapshot.cluster {
+        c.master.failover = master;
+    }
+    for p in &mut peers {
+        p.failover = auto(None);
+    }
+    (snapshot, peers)
+}
+
+/// Refresh 40 with automatic failover once the master is gone (see [`master_down`]):
+/// `a1b2c3d4` stands for epoch 2 and has its own vote of the 2 it needs (the other replica has
+/// not answered it yet), started 1.2 s before.
+pub fn electing(peers: &[NodeStatus]) -> Snapshot {
+    let mut snapshot = master_down(peers);
+    let at = snapshot.at_unix_ms;
+    let stand = |s: &mut NodeStatus| {
+        s.failover = auto(None);
+        if s.node_id == R1.0 {
+            s.role = Role::Master;
+            s.epoch = 2;
+            s.master = Some(member(R1));
+            s.master_link = None;
+            s.writable = false;
+            s.failover.election = Some(ElectionStatus {
+                epoch: 2,
+                candidate: member(R1),
+                votes: vec![R1.0.into()],
+                needed: 2,
+                started_unix_ms: at - 1_200,
+            });
+        }
+    };
+    stand(&mut snapshot.endpoint);
+    for p in &mut snapshot.nodes {
+        if let Ok(s) = &mut p.status {
+            stand(s);
+        }
+    }
+    snapshot
 }
 
 /// The members of a cluster view, as the console remembers them.
@@ -442,6 +505,20 @@ pub fn promotion_done(candidate: (&str, &str)) -> PromoteReply {
     }
 }
 
+/// [`auto_at`] for 30 refreshes, then the master gone and a replica standing for election
+/// ([`electing`]).
+pub fn electing_console(t0: Instant) -> App {
+    let mut app = console_of(t0, 30, false, auto_at);
+    let at = t0 + Duration::from_secs(40);
+    app.update(Event::Tick(at));
+    let (_, peers) = auto_at(30);
+    app.update(Event::Reply(Reply::Refreshed {
+        at,
+        result: Ok(Box::new(electing(&peers))),
+    }));
+    app
+}
+
 /// A console that saw the cluster for 30 refreshes, then the master die (the replicas answer).
 pub fn master_down_console(t0: Instant, read_only: bool) -> App {
     let mut app = console(t0, 30, read_only);
@@ -486,11 +563,22 @@ pub fn typed(app: &mut App, text: &str) -> Vec<Command> {
 
 /// A console that has seen `refreshes` refreshes, one a second from `t0`.
 pub fn console(t0: Instant, refreshes: u64, read_only: bool) -> App {
+    console_of(t0, refreshes, read_only, cluster_at)
+}
+
+/// A console after `refreshes` refreshes of `scene` (refresh `i` at `t0 + i` seconds), the
+/// peers' statuses answered.
+pub fn console_of(
+    t0: Instant,
+    refreshes: u64,
+    read_only: bool,
+    scene: impl Fn(u64) -> (Snapshot, Vec<NodeStatus>),
+) -> App {
     let mut app = App::new(config(t0, read_only));
     for i in 0..refreshes {
         let at = t0 + Duration::from_secs(i);
         app.update(Event::Tick(at));
-        let (snapshot, peers) = cluster_at(i);
+        let (snapshot, peers) = scene(i);
         let asked = app.update(Event::Reply(Reply::Refreshed {
             at,
             result: Ok(Box::new(snapshot)),

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use ratatui::style::Color;
 use shared::{
     LinkState, NodeStatus, Role,
-    cluster::{Epoch, FailoverRecord, Member},
+    cluster::{ElectionStatus, Epoch, FailoverRecord, FailoverStatus, Member},
 };
 
 use crate::tui::event::Snapshot;
@@ -119,6 +119,14 @@ pub struct Overview {
     /// The last failover any node took part in (the highest epoch's; of two records of one
     /// failover, the old master's, which measured the pause).
     pub last_failover: Option<FailoverRecord>,
+    /// How the cluster fails over (mode, timeout, note), as the master answering reports it,
+    /// else the first node that answered.
+    pub failover: Option<FailoverStatus>,
+    /// The lease of the master answering (auto failover), in milliseconds left (0: ended);
+    /// `None` without one.
+    pub lease_ms: Option<u64>,
+    /// An election a node that answered stands in (the highest epoch's).
+    pub election: Option<ElectionStatus>,
 }
 
 /// The overview of `nodes`.
@@ -144,6 +152,17 @@ pub fn overview(nodes: &[NodeView]) -> Overview {
             .iter()
             .filter_map(|n| n.own.as_ref()?.last_failover.clone())
             .max_by_key(|f| (f.epoch, f.duration_ms)),
+        failover: master
+            .and_then(|m| m.own.as_ref())
+            .or_else(|| nodes.iter().find_map(|n| n.own.as_ref()))
+            .map(|s| s.failover.clone()),
+        lease_ms: master
+            .and_then(|m| m.own.as_ref())
+            .and_then(|s| s.failover.lease_ms),
+        election: nodes
+            .iter()
+            .filter_map(|n| n.own.as_ref()?.failover.election.clone())
+            .max_by_key(|e| e.epoch),
     }
 }
 

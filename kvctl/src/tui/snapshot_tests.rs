@@ -287,6 +287,14 @@ fn cluster_after_a_switchover_and_with_the_master_down() {
 }
 
 #[test]
+fn automatic_failover_the_lease_and_an_election() {
+    snapshot("cluster_auto_lease", |t0| {
+        fake::console_of(t0, 30, false, fake::auto_at)
+    });
+    snapshot("cluster_auto_election", fake::electing_console);
+}
+
+#[test]
 fn switchover_plan_confirm_and_outcome() {
     snapshot("failover_plan", switchover_plan);
     snapshot("failover_plan_other_pick", |t0| {

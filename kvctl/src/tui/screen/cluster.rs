@@ -1,6 +1,8 @@
 //! Screen 1, Cluster: every node with its role, epoch, address, state, uptime, shards, keys and
 //! disk size, and the write and read rates of each as sparklines; the panel's title says the
-//! epoch and whether the master admits writes, its bottom line the last failover.
+//! epoch and whether the master admits writes, its last line how the cluster fails over (the
+//! mode; with `--failover=auto`, the master's lease and an election a node stands in, with its
+//! votes), its bottom border the last failover.
 //!
 //! The rows come from [`crate::tui::nodes`]: with a master answering, its row and its
 //! replicas' (the link as it sees it); with none, the replicas' own view (their epoch, the
@@ -15,10 +17,13 @@ use ratatui::{
     text::{Line, Span},
     widgets::{Cell, Paragraph, RenderDirection, Row, Sparkline, Table, Widget},
 };
-use shared::{Role, cluster::FailoverRecord};
+use shared::{
+    Role,
+    cluster::{ElectionStatus, FailoverRecord},
+};
 
 use crate::{
-    output::{ago, human_bytes, human_uptime, short_id},
+    output::{ago, human_bytes, human_millis, human_uptime, lease_text, short_id},
     tui::{
         app::App,
         nodes::{self, NodeView, Overview},
@@ -31,7 +36,8 @@ use crate::{
 /// Draws the screen.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let rows = app.nodes();
-    let table_height = height(rows.len() + 3).min(area.height / 2).max(4);
+    // The rows, the header, the failover line and the borders.
+    let table_height = height(rows.len() + 4).min(area.height / 2).max(4);
     // Sparklines up to 6 rows high each; the write and read panels share what the table leaves
     // and take no more than that needs.
     let rates_height = height(rows.len() * 6 + 2)
@@ -162,6 +168,107 @@ fn failover_title(f: &FailoverRecord, now_unix_ms: u64, width: usize) -> Line<'s
     )
 }
 
+/// How the cluster fails over, in one line as long as `width` allows: the mode; with auto
+/// failover the master's lease, an election in progress (epoch, who asks, votes so far out of
+/// those needed, who granted) and why it cannot elect, when it cannot.
+fn failover_line(o: &Overview, now_unix_ms: u64, width: usize) -> Line<'static> {
+    let dim = Style::new().fg(Color::DarkGray);
+    let Some(f) = &o.failover else {
+        return Line::default();
+    };
+    if f.mode != "auto" {
+        return fitting(
+            vec![
+                Line::from(vec![
+                    Span::styled("failover ", dim),
+                    Span::raw("manual: F switches over, kvctl promote when the master is gone"),
+                ]),
+                Line::from(vec![Span::styled("failover ", dim), Span::raw("manual")]),
+            ],
+            width,
+        );
+    }
+    let lease = match (&o.master, o.lease_ms) {
+        (Some(_), Some(0)) => Some(Span::styled(
+            format!("master lease {}", lease_text(0)),
+            Style::new().fg(Color::Red).bold(),
+        )),
+        (Some(_), Some(ms)) => Some(Span::styled(
+            format!("master lease {}", lease_text(ms)),
+            Style::new().fg(Color::Green),
+        )),
+        _ => None,
+    };
+    // Detail 2: the candidate's address, 1: its votes and since when, 0: the count only.
+    let election = |e: &ElectionStatus, detail: u8| {
+        let who = if detail >= 2 {
+            format!(
+                "{} ({})",
+                short_id(&e.candidate.node_id),
+                e.candidate.address
+            )
+        } else {
+            short_id(&e.candidate.node_id).to_string()
+        };
+        let voters = e
+            .votes
+            .iter()
+            .map(|v| short_id(v))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let text = if detail >= 1 {
+            format!(
+                "election of epoch {}: {who} asks, votes {}/{} ({voters}), started {} ago",
+                e.epoch,
+                e.votes.len(),
+                e.needed,
+                human_millis(now_unix_ms.saturating_sub(e.started_unix_ms))
+            )
+        } else {
+            format!(
+                "election {}: {who} asks, {}/{} votes",
+                e.epoch,
+                e.votes.len(),
+                e.needed
+            )
+        };
+        Span::styled(text, Style::new().fg(Color::Yellow).bold())
+    };
+    let form = |detail: u8| {
+        let long = detail >= 1;
+        let mut spans = vec![
+            Span::styled("failover ", dim),
+            Span::raw(if long {
+                format!("auto, timeout {} ms", f.timeout_ms)
+            } else {
+                "auto".to_string()
+            }),
+        ];
+        let mut part = |span: Span<'static>| {
+            spans.push(Span::styled(" · ", dim));
+            spans.push(span);
+        };
+        if let Some(l) = &lease {
+            part(l.clone());
+        }
+        if let Some(e) = &o.election {
+            part(election(e, detail));
+        }
+        if let Some(note) = &f.note {
+            part(Span::styled(
+                if long {
+                    note.clone()
+                } else {
+                    "cannot elect".to_string()
+                },
+                Style::new().fg(Color::Yellow),
+            ));
+        }
+        Line::from(spans)
+    };
+    fitting(vec![form(2), form(1), form(0)], width)
+}
+
 fn render_nodes(app: &App, rows: &[NodeView], area: Rect, buf: &mut Buffer) {
     let wide = area.width >= WIDE;
     let dash = || "—".to_string();
@@ -238,11 +345,24 @@ fn render_nodes(app: &App, rows: &[NodeView], area: Rect, buf: &mut Buffer) {
     if let (Some(f), Some(d)) = (&overview.last_failover, app.data.as_ref()) {
         block = block.title_bottom(failover_title(f, d.at_unix_ms, inner_width));
     }
+    let inner = block.inner(area);
+    block.render(area, buf);
+    // The failover line only below a header and a row at least.
+    let line_height = u16::from(inner.height >= 3);
+    let [table_area, line_area] =
+        Layout::vertical([Constraint::Min(0), Constraint::Length(line_height)]).areas(inner);
     Table::new(table_rows, widths)
         .header(Row::new(header).style(HEADER))
         .column_spacing(1)
-        .block(block)
-        .render(area, buf);
+        .render(table_area, buf);
+    if let Some(d) = app.data.as_ref().filter(|_| line_height > 0) {
+        Paragraph::new(failover_line(
+            &overview,
+            d.at_unix_ms,
+            usize::from(line_area.width),
+        ))
+        .render(line_area, buf);
+    }
 }
 
 /// One sparkline per node: `series(node_id)` gives its rates (oldest first) and the latest.
