@@ -307,8 +307,9 @@ impl Node {
         self.lease().map(|(left, _)| left)
     }
 
-    /// The lease: how long it still runs, and how long ago it ended (one of them zero).
-    fn lease(&self) -> Option<(Duration, Duration)> {
+    /// Replicas a majority needs besides this master, where a lease applies (a master in
+    /// automatic failover with three members or more).
+    fn lease_quorum(&self) -> Option<usize> {
         if !self.inner.cfg.auto_failover || self.role() != Role::Master {
             return None;
         }
@@ -318,7 +319,12 @@ impl Node {
         if members < 3 {
             return None;
         }
-        let needed = (members / 2 + 1).saturating_sub(1);
+        Some((members / 2 + 1).saturating_sub(1))
+    }
+
+    /// The lease: how long it still runs, and how long ago it ended (one of them zero).
+    fn lease(&self) -> Option<(Duration, Duration)> {
+        let needed = self.lease_quorum()?;
         let length = crate::cluster::lease::length(self.inner.cfg.failover_timeout);
         let end = crate::cluster::lease::end(&self.inner.master.confirmations(), needed, length);
         let now = self.clock_ns();
@@ -331,6 +337,9 @@ impl Node {
 
     /// Refuses a write or a read of a master whose lease ended (auto failover).
     fn check_lease(&self) -> Result<(), KvError> {
+        if crate::cluster::lease::ignored() {
+            return Ok(());
+        }
         match self.lease() {
             Some((left, ago)) if left.is_zero() => Err(KvError::NoLease {
                 epoch: self.inner.cluster.view().epoch,
@@ -338,6 +347,41 @@ impl Node {
             }),
             _ => Ok(()),
         }
+    }
+
+    /// Where a lease applies: waits until everything `shards` held when a read was taken is on
+    /// a majority, so that no read answers what a new master may not have (a write still
+    /// waiting for its acknowledgements, an `acks=0` write not yet pulled). Without writes in
+    /// flight it returns at once; it gives up, with `NoLease`, when the lease ends.
+    async fn committed(&self, shards: impl IntoIterator<Item = u32>) -> Result<(), KvError> {
+        let Some(needed) = self.lease_quorum() else {
+            return Ok(());
+        };
+        let needed = u32::try_from(needed).unwrap_or(u32::MAX);
+        for id in shards {
+            let Some(shard) = self.inner.shards.get(id as usize) else {
+                continue;
+            };
+            let seq = *shard.writer.last_seq().borrow();
+            if self.inner.master.acked(id, seq) >= needed {
+                continue;
+            }
+            let left = self.lease_left().unwrap_or_default();
+            if self
+                .inner
+                .master
+                .wait_acks(id, seq, needed, left)
+                .await
+                .is_err()
+            {
+                self.check_lease()?;
+                return Err(KvError::NoLease {
+                    epoch: self.inner.cluster.view().epoch,
+                    since_ms: 0,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Stops the node with `error` (a master refused this replica for good).
@@ -630,9 +674,10 @@ impl Node {
     ///
     /// # Errors
     /// An invalid key or a storage failure.
-    pub fn get(&self, key: &[u8]) -> Result<Option<Versioned>, KvError> {
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Versioned>, KvError> {
         self.check_lease()?;
         let found = self.get_unleased(key)?;
+        self.committed([self.shard(key).store.id()]).await?;
         // Checked again once read: a master frozen in between must not answer stale data.
         self.check_lease()?;
         Ok(found)
@@ -711,7 +756,7 @@ impl Node {
     ///
     /// # Errors
     /// Too many keys, an invalid key, or a storage failure.
-    pub fn mget(&self, keys: &[ByteBuf]) -> Result<Vec<Option<Versioned>>, KvError> {
+    pub async fn mget(&self, keys: &[ByteBuf]) -> Result<Vec<Option<Versioned>>, KvError> {
         if keys.len() > MAX_BATCH_KEYS {
             return Err(KvError::InvalidArgument(format!(
                 "mget asks for {} keys; the limit is {MAX_BATCH_KEYS} per call",
@@ -723,6 +768,9 @@ impl Node {
             .iter()
             .map(|k| self.get_unleased(k))
             .collect::<Result<Vec<_>, _>>()?;
+        let shards: std::collections::BTreeSet<u32> =
+            keys.iter().map(|k| self.shard(k).store.id()).collect();
+        self.committed(shards).await?;
         self.check_lease()?;
         Ok(found)
     }
@@ -813,6 +861,7 @@ impl Node {
     pub async fn scan(&self, req: ScanRequest) -> Result<ScanPage, KvError> {
         self.check_lease()?;
         let page = self.scan_unleased(req).await?;
+        self.committed(0..self.inner.cfg.shards).await?;
         self.check_lease()?;
         Ok(page)
     }

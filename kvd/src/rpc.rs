@@ -86,8 +86,7 @@ impl RpcServer {
 impl Kv for RpcServer {
     async fn get(self, _: Context, key: ByteBuf) -> Result<Option<Versioned>, KvError> {
         let shard = self.node.shard_of(&key);
-        self.handle(Op::Get, Some(shard), async { self.node.get(&key) })
-            .await
+        self.handle(Op::Get, Some(shard), self.node.get(&key)).await
     }
 
     async fn put(self, _: Context, req: PutRequest) -> Result<Version, KvError> {
@@ -106,8 +105,7 @@ impl Kv for RpcServer {
     }
 
     async fn mget(self, _: Context, keys: Vec<ByteBuf>) -> Result<Vec<Option<Versioned>>, KvError> {
-        self.handle(Op::Mget, None, async { self.node.mget(&keys) })
-            .await
+        self.handle(Op::Mget, None, self.node.mget(&keys)).await
     }
 
     async fn mput(self, _: Context, req: MputRequest) -> Result<Vec<Version>, KvError> {

@@ -285,7 +285,7 @@ impl Worker {
         let wait = client.timeout().min(PEER_WAIT);
         let node = client.node(endpoint).await?;
         Ok(node
-            .until(std::time::Instant::now() + wait)
+            .until(tokio::time::Instant::now() + wait)
             .status()
             .await?)
     }

@@ -10,7 +10,10 @@
 //! Times are nanoseconds of the master's monotonic clock (since the process started): they are
 //! only ever compared with the same node's clock.
 
-use std::time::Duration;
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
 
 /// The largest rate error between two nodes' monotonic clocks that the lease tolerates (1%: far
 /// above NTP's slew limit of 500 ppm).
@@ -18,6 +21,21 @@ pub const RHO: f64 = 0.01;
 
 /// Time from a lease check to the answer leaving the node, and slack for scheduling.
 pub const MARGIN: Duration = Duration::from_millis(100);
+
+static IGNORED: AtomicBool = AtomicBool::new(false);
+
+/// The simulation's mutant (`kvd/tests/sim`): while `ignore` holds, every master in this process
+/// serves writes and reads whether its lease runs or not, which must show as a history that is
+/// not linearizable. Nothing else calls it.
+#[doc(hidden)]
+pub fn ignore_for_mutant_test(ignore: bool) {
+    IGNORED.store(ignore, Ordering::Release);
+}
+
+/// Whether the mutant is on.
+pub(crate) fn ignored() -> bool {
+    IGNORED.load(Ordering::Acquire)
+}
 
 /// The lease length for a failover timeout `timeout`: `T (1 - 2 rho) - margin`, which keeps the
 /// end of the lease before any voter's promise runs out (in real time: the vote comes at least
