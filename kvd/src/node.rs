@@ -224,7 +224,7 @@ impl Node {
             }
             None if cfg.master.is_none() => {
                 let mut file = ClusterFile::empty();
-                let id = uuid::Uuid::new_v4().to_string();
+                let id = crate::random::uuid().to_string();
                 tracing::info!(
                     cluster_id = %id,
                     upgraded = has_data,
@@ -357,6 +357,9 @@ impl Node {
         let Some(needed) = self.lease_quorum() else {
             return Ok(());
         };
+        if crate::cluster::lease::ignored() {
+            return Ok(());
+        }
         let needed = u32::try_from(needed).unwrap_or(u32::MAX);
         for id in shards {
             let Some(shard) = self.inner.shards.get(id as usize) else {
@@ -612,6 +615,28 @@ impl Node {
             })
     }
 
+    /// Runs `read` only as the master, and answers only if this node is still the master of the
+    /// same epoch afterwards (a master deposed while it read answers `NotMaster`, not what it
+    /// held as a master). The master reads of the client library (`ReadFrom::Master`).
+    ///
+    /// # Errors
+    /// `NotMaster` naming the master as this node knows it, or the read's own error.
+    pub async fn as_master<T>(
+        &self,
+        read: impl std::future::Future<Output = Result<T, KvError>>,
+    ) -> Result<T, KvError> {
+        let before = self.inner.cluster.view();
+        if before.role != Role::Master {
+            return Err(self.not_master());
+        }
+        let out = read.await?;
+        let after = self.inner.cluster.view();
+        if after.role != Role::Master || after.epoch != before.epoch {
+            return Err(self.not_master());
+        }
+        Ok(out)
+    }
+
     fn not_master(&self) -> KvError {
         let view = self.inner.cluster.view();
         KvError::NotMaster {
@@ -757,22 +782,27 @@ impl Node {
     /// # Errors
     /// Too many keys, an invalid key, or a storage failure.
     pub async fn mget(&self, keys: &[ByteBuf]) -> Result<Vec<Option<Versioned>>, KvError> {
+        self.check_lease()?;
+        let found = self.mget_unleased(keys)?;
+        let shards: std::collections::BTreeSet<u32> =
+            keys.iter().map(|k| self.shard(k).store.id()).collect();
+        self.committed(shards).await?;
+        self.check_lease()?;
+        Ok(found)
+    }
+
+    /// `mget` whatever the lease: for a replica's truncation (`restore_mget`).
+    ///
+    /// # Errors
+    /// Too many keys, an invalid key, or a storage failure.
+    pub fn mget_unleased(&self, keys: &[ByteBuf]) -> Result<Vec<Option<Versioned>>, KvError> {
         if keys.len() > MAX_BATCH_KEYS {
             return Err(KvError::InvalidArgument(format!(
                 "mget asks for {} keys; the limit is {MAX_BATCH_KEYS} per call",
                 keys.len()
             )));
         }
-        self.check_lease()?;
-        let found = keys
-            .iter()
-            .map(|k| self.get_unleased(k))
-            .collect::<Result<Vec<_>, _>>()?;
-        let shards: std::collections::BTreeSet<u32> =
-            keys.iter().map(|k| self.shard(k).store.id()).collect();
-        self.committed(shards).await?;
-        self.check_lease()?;
-        Ok(found)
+        keys.iter().map(|k| self.get_unleased(k)).collect()
     }
 
     /// Writes many keys: all are checked first, then every shard's writer gets its share at

@@ -108,6 +108,37 @@ impl Kv for RpcServer {
         self.handle(Op::Mget, None, self.node.mget(&keys)).await
     }
 
+    async fn master_get(self, _: Context, key: ByteBuf) -> Result<Option<Versioned>, KvError> {
+        let shard = self.node.shard_of(&key);
+        let read = self.node.as_master(self.node.get(&key));
+        self.handle(Op::Get, Some(shard), read).await
+    }
+
+    async fn master_mget(
+        self,
+        _: Context,
+        keys: Vec<ByteBuf>,
+    ) -> Result<Vec<Option<Versioned>>, KvError> {
+        let read = self.node.as_master(self.node.mget(&keys));
+        self.handle(Op::Mget, None, read).await
+    }
+
+    async fn restore_mget(
+        self,
+        _: Context,
+        keys: Vec<ByteBuf>,
+    ) -> Result<Vec<Option<Versioned>>, KvError> {
+        let read = self
+            .node
+            .as_master(async { self.node.mget_unleased(&keys) });
+        self.handle(Op::Mget, None, read).await
+    }
+
+    async fn master_scan(self, _: Context, req: ScanRequest) -> Result<ScanPage, KvError> {
+        let read = self.node.as_master(self.node.scan(req));
+        self.handle(Op::Scan, None, read).await
+    }
+
     async fn mput(self, _: Context, req: MputRequest) -> Result<Vec<Version>, KvError> {
         self.handle(Op::Mput, None, self.node.mput(req)).await
     }

@@ -331,6 +331,11 @@ impl Client {
     /// # Errors
     /// The node's refusal, or every endpoint's failure ([`Error::NoEndpointAnswered`]).
     pub async fn get(&self, key: &[u8]) -> Result<Option<Versioned>, Error> {
+        if self.read_from == ReadFrom::Master {
+            return self
+                .on_master(|n| async move { n.master_get(key).await })
+                .await;
+        }
         self.read(|n| async move { n.get(key).await }).await
     }
 
@@ -339,6 +344,14 @@ impl Client {
     /// # Errors
     /// As [`Client::get`].
     pub async fn mget(&self, keys: Vec<ByteBuf>) -> Result<Vec<Option<Versioned>>, Error> {
+        if self.read_from == ReadFrom::Master {
+            return self
+                .on_master(|n| {
+                    let keys = keys.clone();
+                    async move { n.master_mget(keys).await }
+                })
+                .await;
+        }
         self.read(|n| {
             let keys = keys.clone();
             async move { n.mget(keys).await }
@@ -351,6 +364,14 @@ impl Client {
     /// # Errors
     /// As [`Client::get`].
     pub async fn scan(&self, req: ScanRequest) -> Result<ScanPage, Error> {
+        if self.read_from == ReadFrom::Master {
+            return self
+                .on_master(|n| {
+                    let req = req.clone();
+                    async move { n.master_scan(req).await }
+                })
+                .await;
+        }
         self.read(|n| {
             let req = req.clone();
             async move { n.scan(req).await }

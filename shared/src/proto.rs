@@ -63,4 +63,15 @@ pub trait Kv {
     /// Admin, on the master: remove a replica from the membership for good (node id, a unique
     /// prefix of one, or its address); returns the member removed.
     async fn forget(node: String) -> Result<crate::cluster::Member, KvError>;
+
+    /// `get` answered only by the master of its epoch: a node that is not (or stops being it
+    /// before it answers) says `NotMaster`. What `ReadFrom::Master` sends.
+    async fn master_get(key: ByteBuf) -> Result<Option<Versioned>, KvError>;
+    /// `mget` answered only by the master, as `master_get`.
+    async fn master_mget(keys: Vec<ByteBuf>) -> Result<Vec<Option<Versioned>>, KvError>;
+    /// `scan` answered only by the master, as `master_get`.
+    async fn master_scan(req: ScanRequest) -> Result<ScanPage, KvError>;
+    /// Replicas truncating a diverged history: the master's values of these keys, whether its
+    /// lease runs or not (the replica's next pulls are what renew it).
+    async fn restore_mget(keys: Vec<ByteBuf>) -> Result<Vec<Option<Versioned>>, KvError>;
 }

@@ -25,8 +25,9 @@ pub const MARGIN: Duration = Duration::from_millis(100);
 static IGNORED: AtomicBool = AtomicBool::new(false);
 
 /// The simulation's mutant (`kvd/tests/sim`): while `ignore` holds, every master in this process
-/// serves writes and reads whether its lease runs or not, which must show as a history that is
-/// not linearizable. Nothing else calls it.
+/// serves writes and reads whether its lease runs or not, and answers reads at once (without
+/// waiting, within its lease, for what it read to be on a majority). That must show as a history
+/// that is not linearizable. Nothing else calls it.
 #[doc(hidden)]
 pub fn ignore_for_mutant_test(ignore: bool) {
     IGNORED.store(ignore, Ordering::Release);

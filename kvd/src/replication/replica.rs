@@ -678,7 +678,11 @@ async fn give_up_diverged(
     for chunk in keys.chunks(MAX_BATCH_KEYS) {
         let ask: Vec<ByteBuf> = chunk.iter().map(|k| ByteBuf::from(k.clone())).collect();
         let timeout = node.config().replica_timeout;
-        let values = answer(node, "mget", client.mget(ctx(timeout), ask).await)?;
+        let values = answer(
+            node,
+            "restore_mget",
+            client.restore_mget(ctx(timeout), ask).await,
+        )?;
         for (key, value) in chunk.iter().zip(values) {
             let state = value
                 .filter(|v| v.version <= to)

@@ -128,7 +128,7 @@ impl NodeMeta {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let meta = NodeMeta {
                     format: FORMAT,
-                    node_id: uuid::Uuid::new_v4().to_string(),
+                    node_id: crate::random::uuid().to_string(),
                     shards,
                 };
                 write_json_atomically(&path, &meta, "node.json")?;

@@ -290,6 +290,36 @@ impl Node {
         self.settle(Kind::Read, Duration::ZERO, reply)
     }
 
+    /// `get` that only the master answers (`NotMaster` from any other node).
+    ///
+    /// # Errors
+    /// The node's refusal or a transport failure.
+    pub async fn master_get(&self, key: &[u8]) -> Result<Option<Versioned>, Error> {
+        let ctx = self.context(Duration::ZERO)?;
+        let reply = self.conn.client.master_get(ctx, ByteBuf::from(key)).await;
+        self.settle(Kind::Read, Duration::ZERO, reply)
+    }
+
+    /// `mget` that only the master answers.
+    ///
+    /// # Errors
+    /// The node's refusal or a transport failure.
+    pub async fn master_mget(&self, keys: Vec<ByteBuf>) -> Result<Vec<Option<Versioned>>, Error> {
+        let ctx = self.context(Duration::ZERO)?;
+        let reply = self.conn.client.master_mget(ctx, keys).await;
+        self.settle(Kind::Read, Duration::ZERO, reply)
+    }
+
+    /// `scan` that only the master answers.
+    ///
+    /// # Errors
+    /// The node's refusal or a transport failure.
+    pub async fn master_scan(&self, req: ScanRequest) -> Result<ScanPage, Error> {
+        let ctx = self.context(Duration::ZERO)?;
+        let reply = self.conn.client.master_scan(ctx, req).await;
+        self.settle(Kind::Read, Duration::ZERO, reply)
+    }
+
     /// Writes a key. The deadline is the request's time plus its `acks_timeout_ms`, so a master
     /// waiting for replicas to acknowledge answers before the client gives up.
     ///

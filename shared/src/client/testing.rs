@@ -724,6 +724,33 @@ impl Kv for Fake {
             }),
         }
     }
+
+    async fn master_get(self, ctx: Context, key: ByteBuf) -> Result<Option<Versioned>, KvError> {
+        self.refuse_unless_master()?;
+        self.get(ctx, key).await
+    }
+
+    async fn master_mget(
+        self,
+        ctx: Context,
+        keys: Vec<ByteBuf>,
+    ) -> Result<Vec<Option<Versioned>>, KvError> {
+        self.refuse_unless_master()?;
+        self.mget(ctx, keys).await
+    }
+
+    async fn restore_mget(
+        self,
+        _: Context,
+        _keys: Vec<ByteBuf>,
+    ) -> Result<Vec<Option<Versioned>>, KvError> {
+        Err(KvError::Unsupported("restore_mget".into()))
+    }
+
+    async fn master_scan(self, ctx: Context, req: ScanRequest) -> Result<ScanPage, KvError> {
+        self.refuse_unless_master()?;
+        self.scan(ctx, req).await
+    }
 }
 
 /// Serves `fake` on a fresh loopback port until the test's runtime ends (or
