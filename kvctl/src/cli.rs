@@ -82,9 +82,47 @@ pub struct Global {
     /// node is given for the operation itself (kvctl waits that long again for its answer).
     #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = parse_timeout, global = true)]
     pub timeout: Duration,
+    /// The token to present to nodes that require one (`kvd --auth-file`). On the command line
+    /// it is visible to every user of the machine (`ps`) and stays in the shell's history:
+    /// prefer --token-file or KVCTL_TOKEN.
+    #[arg(
+        long,
+        env = "KVCTL_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        global = true
+    )]
+    pub token: Option<String>,
+    /// A file holding the token (its first line), readable only by you.
+    #[arg(long, value_name = "FILE", global = true, conflicts_with = "token")]
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 impl Global {
+    /// The token from --token, KVCTL_TOKEN or --token-file.
+    ///
+    /// # Errors
+    /// An unreadable or empty --token-file.
+    pub fn token(&self) -> Result<Option<String>, Error> {
+        if let Some(t) = &self.token {
+            return Ok(Some(t.trim().to_string()));
+        }
+        let Some(path) = &self.token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Input {
+            what: format!("--token-file {}", path.display()),
+            source,
+        })?;
+        match text.lines().next().map(str::trim) {
+            Some(t) if !t.is_empty() => Ok(Some(t.to_string())),
+            _ => Err(Error::Usage(format!(
+                "--token-file {} is empty",
+                path.display()
+            ))),
+        }
+    }
+
     /// A client of `--endpoint` whose requests take at most `--timeout`. Nothing is connected
     /// until the first request.
     ///
@@ -93,6 +131,7 @@ impl Global {
     pub fn client(&self) -> Result<Client, Error> {
         Ok(Client::builder(self.endpoints.iter().cloned())
             .timeout(self.timeout)
+            .token(self.token()?)
             .build()?)
     }
 
@@ -240,6 +279,8 @@ pub mod testing {
             endpoints,
             output: format,
             timeout: Duration::from_secs(5),
+            token: None,
+            token_file: None,
         }
     }
 }

@@ -48,6 +48,10 @@ pub enum Exit {
     /// may or may not have been applied. kvctl never retries such a write; check with `get`
     /// (or `status`, for `failover` and `promote`) before sending it again.
     OutcomeUnknown = 4,
+    /// The node requires a token and none, a wrong one, or one whose role may not make the
+    /// call was given ([`KvError::Unauthenticated`], [`KvError::PermissionDenied`]). Nothing
+    /// was done.
+    Denied = 5,
 }
 
 impl Exit {
@@ -81,6 +85,8 @@ Exit codes:
   4  the outcome of a write is unknown: it was sent and no answer came (the connection
      broke, or --timeout passed), so it may or may not have been applied; kvctl does not
      retry it: check with get (status, for failover and promote) before retrying
+  5  refused by authentication: no token, a wrong token, or a token whose role may not
+     make this call (--token-file, KVCTL_TOKEN, --token); nothing was done
 
 Results go to stdout; errors go to stderr as `kvctl: <message>`.";
 
@@ -188,6 +194,9 @@ impl Error {
             Self::KeyNotFound(_) | Self::VerifyMismatch { .. } => Exit::NotFound,
             Self::Client(e) => match e {
                 client::Error::Kv(kv) if kv.is_condition_failed() => Exit::NotFound,
+                client::Error::Kv(
+                    KvError::Unauthenticated { .. } | KvError::PermissionDenied { .. },
+                ) => Exit::Denied,
                 e if e.is_outcome_unknown() => Exit::OutcomeUnknown,
                 e if e.is_unreachable() => Exit::Unreachable,
                 // Includes `KvError::AcksTimeout`: the write is committed on the master but
@@ -503,12 +512,14 @@ mod tests {
         assert_eq!(Exit::Usage.code(), 2);
         assert_eq!(Exit::Unreachable.code(), 3);
         assert_eq!(Exit::OutcomeUnknown.code(), 4);
+        assert_eq!(Exit::Denied.code(), 5);
         for exit in [
             Exit::Success,
             Exit::NotFound,
             Exit::Usage,
             Exit::Unreachable,
             Exit::OutcomeUnknown,
+            Exit::Denied,
         ] {
             let line = format!("\n  {}  ", exit.code());
             assert!(

@@ -217,6 +217,7 @@ pub async fn run(args: Args, global: &Global) -> Result<(), Error> {
     let timeout = global.timeout.min(MAX_REQUEST_WAIT);
     let client = Client::builder(global.endpoints.iter().cloned())
         .timeout(timeout)
+        .token(global.token()?)
         .build()?;
     let mut app = app::App::new(app::Config {
         endpoint: global

@@ -98,6 +98,43 @@ pub struct Args {
     /// Log filter, e.g. `info` or `kvd=debug` [default: RUST_LOG, else info].
     #[arg(long, env = "KVD_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// Tokens and their roles, one `ROLE NAME SHA256-HEX` line each (`kvd token new` writes
+    /// them); with it every connection must present a token. Re-read on SIGHUP.
+    #[arg(long, env = "KVD_AUTH_FILE")]
+    pub auth_file: Option<PathBuf>,
+    /// A file holding the token (role `replica`) this node presents to the other nodes: its
+    /// master, and every member in a failover.
+    #[arg(long, env = "KVD_MASTER_TOKEN_FILE")]
+    pub master_token_file: Option<PathBuf>,
+    /// Other commands (`kvd token new`); without one, kvd serves.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// `kvd` commands other than serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Tokens for `--auth-file`.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `kvd token ...`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum TokenCommand {
+    /// Makes a random token, appends its hashed line to the file (created with mode 0600), and
+    /// prints the token once: it cannot be recovered from the file.
+    New {
+        /// `read`, `write`, `replica` or `admin`.
+        #[arg(long)]
+        role: String,
+        /// A name for it (in logs and errors), unique in the file.
+        #[arg(long)]
+        name: String,
+        /// The token file.
+        #[arg(long)]
+        auth_file: PathBuf,
+    },
 }
 
 /// `--sync` values.
@@ -183,6 +220,10 @@ pub struct Config {
     pub failover_timeout: std::time::Duration,
     /// Log settings.
     pub log: LogConfig,
+    /// `--auth-file`.
+    pub auth_file: Option<PathBuf>,
+    /// The token read from `--master-token-file`.
+    pub peer_token: Option<crate::auth::Secret>,
 }
 
 /// Where and how the daemon logs.
@@ -300,6 +341,26 @@ impl Args {
             .data_dir
             .unwrap_or_else(|| PathBuf::from(format!("./data/node-{}", self.port)));
         let log_dir = self.log_dir.unwrap_or_else(|| data_dir.join("logs"));
+        let peer_token = match &self.master_token_file {
+            None => None,
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) if !text.trim().is_empty() => {
+                    Some(crate::auth::Secret(text.trim().to_string()))
+                }
+                Ok(_) => return bad(format!("--master-token-file {} is empty", path.display())),
+                Err(e) => {
+                    return bad(format!(
+                        "cannot read --master-token-file {}: {e}",
+                        path.display()
+                    ));
+                }
+            },
+        };
+        if let Some(path) = &self.auth_file
+            && let Err(e) = crate::auth::Tokens::load(path)
+        {
+            return bad(e);
+        }
         Ok(Config {
             port: self.port,
             shards: self.shard,
@@ -330,6 +391,8 @@ impl Args {
                 level: self.log_level,
                 format: self.log_format,
             },
+            auth_file: self.auth_file,
+            peer_token,
         })
     }
 }

@@ -7,6 +7,7 @@
 //! node.rs     Node: shards, limits, lifecycle; what each request does
 //! random.rs   the election's random delays (seeded in the simulation)
 //! rpc.rs      tarpc adapter, accept loop, per-IP connection cap
+//! auth.rs     tokens and roles (--auth-file)
 //! blocking.rs blocking work off the async workers (inline in the simulation)
 //! cluster/    role and epoch: the state machine, its runtime, cluster.json, failover
 //! replication/ master registry, replica followers, truncation and the rollback file
@@ -16,6 +17,7 @@
 //! Tests bind port 0 through [`Server::bind`], read [`Server::local_addr`], and stop the node
 //! by completing the shutdown future they pass to [`Server::run`].
 
+pub mod auth;
 pub mod blocking;
 pub mod cluster;
 pub mod config;

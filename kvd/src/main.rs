@@ -3,10 +3,48 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kvd::{Server, config::Args};
+use kvd::{
+    Server,
+    config::{Args, Command, TokenCommand},
+};
+
+/// `kvd token new`: prints the new token on stdout, once.
+fn token_new(role: &str, name: &str, file: &std::path::Path) -> ExitCode {
+    let role = match kvd::auth::Role::parse(role) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kvd: --role: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match kvd::auth::append_new(file, role, name) {
+        Ok(token) => {
+            println!("{token}");
+            eprintln!(
+                "kvd: token {name:?} ({role}) added to {}; it is shown only now. A running node \
+                 takes it on SIGHUP.",
+                file.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kvd: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
 
 fn main() -> ExitCode {
-    let cfg = match Args::parse().validate() {
+    let args = Args::parse();
+    if let Some(Command::Token(TokenCommand::New {
+        role,
+        name,
+        auth_file,
+    })) = &args.command
+    {
+        return token_new(role, name, auth_file);
+    }
+    let cfg = match args.validate() {
         Ok(cfg) => cfg,
         Err(e) => {
             eprintln!("kvd: {e}\n\nFor more information, try '--help'.");
@@ -53,6 +91,10 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if let Err(e) = reload_on_sighup(server.node().clone()) {
+            tracing::error!(error = %e, "cannot install the SIGHUP handler");
+            return ExitCode::FAILURE;
+        }
         match server.run(shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -61,6 +103,23 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// Re-reads `--auth-file` on every SIGHUP (a bad file keeps the tokens in use).
+fn reload_on_sighup(node: kvd::Node) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match node.auth().reload() {
+                Ok(n) => tracing::info!(tokens = n, "SIGHUP: --auth-file re-read"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "SIGHUP: --auth-file not taken; the tokens in use stay")
+                }
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Installs the SIGINT and SIGTERM handlers; the returned future completes on either.

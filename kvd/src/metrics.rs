@@ -152,6 +152,8 @@ pub struct Metrics {
     /// Entries this node gave up when it rejoined a master whose history lacks them (kept in
     /// its rollback files).
     pub rollback_entries: IntCounter,
+    /// Connections and calls refused by authentication, by reason.
+    pub auth_refused: prometheus::IntCounterVec,
     link_lag: IntGaugeVec,
     resyncing: IntGaugeVec,
     uptime: Gauge,
@@ -371,6 +373,15 @@ impl Metrics {
             "Entries given up when rejoining a master whose history lacks them (see the rollback files)",
         )?;
         reg(Box::new(rollback_entries.clone()))?;
+        let auth_refused = prometheus::IntCounterVec::new(
+            Opts::new(
+                "auth_refused_total",
+                "Connections refused at the handshake (reason missing, wrong, throttled, \
+                 handshake) and calls refused for their role (reason role)",
+            ),
+            &["reason"],
+        )?;
+        reg(Box::new(auth_refused.clone()))?;
         let link_lag = gauge(
             "master_lag_operations",
             "On a replica: operations behind the master's sequence at the last pull",
@@ -426,6 +437,7 @@ impl Metrics {
             last_failover_seconds,
             last_failover_at,
             rollback_entries,
+            auth_refused,
             link_lag,
             resyncing,
             uptime,

@@ -53,6 +53,8 @@ pub struct Node {
 
 struct Inner {
     metrics: Arc<Metrics>,
+    /// Tokens and roles (`--auth-file`).
+    auth: crate::auth::Auth,
     /// Role, epoch, membership: the one owner of "is this node the master?".
     cluster: Cluster,
     /// The registry of replicas, used while this node is master.
@@ -134,6 +136,12 @@ impl Node {
         metrics: Arc<Metrics>,
         advertised: String,
     ) -> Result<Self, StorageError> {
+        let auth = crate::auth::Auth::open(cfg.auth_file.as_deref()).map_err(|detail| {
+            StorageError::Corrupt {
+                what: "--auth-file",
+                detail,
+            }
+        })?;
         let (meta, lock) = NodeMeta::open(&cfg.data_dir, cfg.shards, cfg.data_dir_is_default)?;
         let fence = Arc::new(AtomicU64::new(0));
         let mut shards = Vec::with_capacity(cfg.shards as usize);
@@ -172,6 +180,7 @@ impl Node {
         Ok(Self {
             inner: Arc::new(Inner {
                 metrics,
+                auth,
                 cluster,
                 master: MasterState::new(cfg.shards, cfg.replica_timeout),
                 replica: ReplicaState::new(&resyncing),
@@ -292,6 +301,18 @@ impl Node {
     #[must_use]
     pub fn uptime(&self) -> Duration {
         self.inner.started.elapsed()
+    }
+
+    /// The token this node presents to the other nodes (`--master-token-file`).
+    #[must_use]
+    pub fn peer_token(&self) -> Option<&str> {
+        self.inner.cfg.peer_token.as_ref().map(|s| s.0.as_str())
+    }
+
+    /// Tokens and roles (`--auth-file`).
+    #[must_use]
+    pub fn auth(&self) -> &crate::auth::Auth {
+        &self.inner.auth
     }
 
     /// This node's monotonic clock: nanoseconds since it started (the lease's timestamps).
@@ -1103,7 +1124,9 @@ impl Node {
         if let Some(old) = master.check_join(req, self.node_id(), &self.advertised())? {
             // Who is at the old address? The same node id there is a copied data directory; no
             // answer, or another node, means the replica moved.
-            match crate::cluster::peers::status(&old, Duration::from_secs(1)).await {
+            match crate::cluster::peers::status(self.peer_token(), &old, Duration::from_secs(1))
+                .await
+            {
                 Ok(s) if s.node_id == req.node_id => {
                     return Err(KvError::DuplicateNode {
                         node_id: req.node_id.clone(),

@@ -31,7 +31,9 @@ use shared::{
         PromoteRequest, TakeOverRequest,
     },
     limits::server_max_frame_bytes,
-    transport::server_transport,
+    transport::{
+        HANDSHAKE_TIMEOUT, HANDSHAKE_VERSION, Welcome, read_hello, send_welcome, server_transport,
+    },
 };
 use tarpc::{
     context::Context,
@@ -41,6 +43,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 
 use crate::{
+    auth::{Call, Refusal, Role},
     cluster::{election, failover, runtime},
     metrics::Op,
     node::Node,
@@ -52,21 +55,69 @@ const MAX_CONCURRENT_PER_CONNECTION: usize = 1024;
 /// Longest a digest request may wait for a replica to reach its sequence.
 const MAX_DIGEST_WAIT_MS: u32 = 60_000;
 
-/// The service implementation: a thin layer over [`Node`].
+/// The service implementation: a thin layer over [`Node`], for one authenticated connection.
 #[derive(Clone)]
 pub struct RpcServer {
     node: Node,
+    /// The connection's role (admin without `--auth-file`).
+    role: Role,
+    /// Its token's name in the file.
+    name: std::sync::Arc<str>,
+}
+
+/// The kind of call each operation is, for the roles.
+fn call_of(op: Op) -> Call {
+    match op {
+        Op::Get | Op::Mget | Op::Scan => Call::Read,
+        Op::Status | Op::ClusterStatus => Call::Status,
+        Op::Put | Op::Delete | Op::Mput => Call::Write,
+        Op::Digest | Op::Join | Op::Pull | Op::Snapshot | Op::Hello | Op::TakeOver | Op::Vote => {
+            Call::Replication
+        }
+        Op::Failover | Op::Promote | Op::Forget => Call::Admin,
+    }
 }
 
 impl RpcServer {
-    /// Runs one request: admission (refused during shutdown), a span with its operation and
-    /// shard (at debug level, so it costs nothing unless asked for), and its metrics.
+    /// Runs one request: its role check, admission (refused during shutdown), a span with its
+    /// operation and shard (at debug level, so it costs nothing unless asked for), and its
+    /// metrics.
     async fn handle<T>(
         &self,
         op: Op,
         shard: Option<u32>,
         work: impl Future<Output = Result<T, KvError>>,
     ) -> Result<T, KvError> {
+        self.handle_as(call_of(op), op, shard, work).await
+    }
+
+    /// As [`RpcServer::handle`], for a call whose kind is not its operation's.
+    async fn handle_as<T>(
+        &self,
+        call: Call,
+        op: Op,
+        shard: Option<u32>,
+        work: impl Future<Output = Result<T, KvError>>,
+    ) -> Result<T, KvError> {
+        if !self.role.allows(call) {
+            self.node
+                .metrics()
+                .auth_refused
+                .with_label_values(&["role"])
+                .inc();
+            tracing::warn!(
+                call = op.as_str(),
+                role = %self.role,
+                token = %self.name,
+                "call refused: the connection's role does not allow it"
+            );
+            return Err(KvError::PermissionDenied {
+                call: op.as_str().to_string(),
+                needs: call.needs().to_string(),
+                role: self.role.to_string(),
+                name: self.name.to_string(),
+            });
+        }
         let started = Instant::now();
         let result = match self.node.admit() {
             Ok(_guard) => {
@@ -131,7 +182,8 @@ impl Kv for RpcServer {
         let read = self
             .node
             .as_master(async { self.node.mget_unleased(&keys) });
-        self.handle(Op::Mget, None, read).await
+        self.handle_as(Call::Replication, Op::Mget, None, read)
+            .await
     }
 
     async fn master_scan(self, _: Context, req: ScanRequest) -> Result<ScanPage, KvError> {
@@ -286,7 +338,11 @@ pub async fn accept_loop(
                     tracing::warn!(%peer, max_per_ip, "connection refused: too many connections from this address (--max-connections-per-ip)");
                     continue;
                 };
-                let server = RpcServer { node: node.clone() };
+                let server = RpcServer {
+                    node: node.clone(),
+                    role: Role::Admin,
+                    name: "".into(),
+                };
                 let close = close_connections.clone();
                 let open = node.metrics().connections.clone();
                 open.inc();
@@ -305,6 +361,92 @@ pub async fn accept_loop(
     }
 }
 
+/// The handshake: reads the client's token within the handshake timeout (a small frame only),
+/// and answers with its role, or refuses and returns `None` (the connection is then closed).
+async fn authenticate(
+    stream: &mut Stream,
+    peer: SocketAddr,
+    server: RpcServer,
+) -> Option<RpcServer> {
+    let node = &server.node;
+    let refused = |reason: &str| {
+        node.metrics()
+            .auth_refused
+            .with_label_values(&[reason])
+            .inc();
+    };
+    let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_hello(stream)).await {
+        Ok(Ok(hello)) if hello.version == HANDSHAKE_VERSION => hello,
+        Ok(Ok(hello)) => {
+            refused("handshake");
+            let e = KvError::Unauthenticated {
+                reason: format!(
+                    "handshake version {} is not this node's ({HANDSHAKE_VERSION}): use a kvctl \
+                     or client library of the same release",
+                    hello.version
+                ),
+            };
+            let _ = send_welcome(stream, &Welcome::Refused(e)).await;
+            return None;
+        }
+        Ok(Err(e)) => {
+            refused("handshake");
+            tracing::warn!(%peer, error = %e, "connection closed: no valid handshake");
+            return None;
+        }
+        Err(_) => {
+            refused("handshake");
+            tracing::warn!(
+                %peer,
+                timeout_secs = HANDSHAKE_TIMEOUT.as_secs(),
+                "connection closed: no handshake in time"
+            );
+            return None;
+        }
+    };
+    match node.auth().authenticate(peer.ip(), hello.token.as_deref()) {
+        Ok((role, name)) => {
+            let welcome = Welcome::Accepted {
+                role: role.to_string(),
+            };
+            send_welcome(stream, &welcome).await.ok()?;
+            Some(RpcServer {
+                role,
+                name: name.into(),
+                ..server
+            })
+        }
+        Err(why) => {
+            let (label, reason) = match why {
+                Refusal::Missing => (
+                    "missing",
+                    "this node requires a token (kvd --auth-file): give kvctl --token-file, \
+                     --token or KVCTL_TOKEN; a replica, --master-token-file"
+                        .to_string(),
+                ),
+                Refusal::Wrong => (
+                    "wrong",
+                    "the token is not in this node's --auth-file (mistyped, or removed): check \
+                     kvctl --token-file / KVCTL_TOKEN, or a replica's --master-token-file"
+                        .to_string(),
+                ),
+                Refusal::Throttled => (
+                    "throttled",
+                    format!(
+                        "too many failed tokens from this address: refused for up to {} s",
+                        crate::auth::FAILURE_WINDOW.as_secs()
+                    ),
+                ),
+            };
+            refused(label);
+            tracing::warn!(%peer, reason = label, "connection refused: authentication failed");
+            let e = KvError::Unauthenticated { reason };
+            let _ = send_welcome(stream, &Welcome::Refused(e)).await;
+            None
+        }
+    }
+}
+
 async fn serve_connection(
     stream: Stream,
     peer: SocketAddr,
@@ -312,6 +454,10 @@ async fn serve_connection(
     max_frame: usize,
     close: CancellationToken,
 ) {
+    let mut stream = stream;
+    let Some(server) = authenticate(&mut stream, peer, server).await else {
+        return;
+    };
     let transport = server_transport(stream, max_frame);
     tracing::debug!(%peer, "connection opened");
     let requests = BaseChannel::with_defaults(transport)

@@ -104,7 +104,7 @@ impl TestNode {
 }
 
 async fn client(addr: &str) -> KvClient {
-    transport::connect(&parse_endpoint(addr, 3000).unwrap())
+    transport::connect(&parse_endpoint(addr, 3000).unwrap(), None)
         .await
         .unwrap()
 }

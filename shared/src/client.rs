@@ -161,9 +161,28 @@ pub struct Builder {
     connect_timeout: Option<Duration>,
     connections: usize,
     read_from: ReadFrom,
+    token: Option<Secret>,
+}
+
+/// A token, kept out of `Debug` output.
+#[derive(Clone)]
+struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<token>")
+    }
 }
 
 impl Builder {
+    /// The token to present (a node with `kvd --auth-file` requires one; its role decides what
+    /// the client may do).
+    #[must_use]
+    pub fn token(mut self, token: Option<String>) -> Self {
+        self.token = token.map(Secret);
+        self
+    }
+
     /// The time of each call (default [`DEFAULT_TIMEOUT`]), covering the search for the master,
     /// connecting, following it across a failover, and the answer.
     #[must_use]
@@ -205,7 +224,12 @@ impl Builder {
         let connect_timeout = self.connect_timeout.unwrap_or(self.timeout);
         Ok(Client {
             inner: Arc::new(Inner {
-                pool: Pool::new(connect_timeout, self.timeout, self.connections),
+                pool: Pool::new(
+                    connect_timeout,
+                    self.timeout,
+                    self.connections,
+                    self.token.map(|s| s.0),
+                ),
                 endpoints: self.endpoints,
                 timeout: self.timeout,
                 master: RwLock::new(None),
@@ -289,6 +313,7 @@ impl Client {
             connect_timeout: None,
             connections: DEFAULT_CONNECTIONS_PER_NODE,
             read_from: ReadFrom::Endpoints,
+            token: None,
         }
     }
 

@@ -213,6 +213,28 @@ pub enum KvError {
     /// The operation exists in the protocol but this node does not offer it yet.
     #[error("not supported: {0}")]
     Unsupported(String),
+    /// The node requires a token (`kvd --auth-file`) and none, or an unknown one, was given, or
+    /// this address failed too often lately. Nothing was done.
+    #[error("{reason}")]
+    Unauthenticated {
+        /// What is wrong and what to do, in words.
+        reason: String,
+    },
+    /// The connection's token has a role that may not make this call. Nothing was done.
+    #[error(
+        "permission denied: {call} needs a token with the {needs} role (or admin); this \
+         connection's token {name:?} has the {role} role"
+    )]
+    PermissionDenied {
+        /// The call refused.
+        call: String,
+        /// The least role that may make it.
+        needs: String,
+        /// The connection's role.
+        role: String,
+        /// The token's name in the node's `--auth-file`.
+        name: String,
+    },
 }
 
 impl KvError {

@@ -150,6 +150,113 @@ pub fn server_transport(stream: Stream, max_frame: usize) -> ServerTransport {
     tarpc::serde_transport::new(framed, ServerCodec::default())
 }
 
+/// Most bytes of a handshake frame, either way: nothing larger is read before a connection is
+/// authenticated, and no buffer is reserved from an announced length above it.
+pub const HANDSHAKE_MAX_BYTES: u32 = 4096;
+/// How long a node waits for a new connection's handshake before closing it.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The handshake's version: a node refuses another.
+pub const HANDSHAKE_VERSION: u32 = 1;
+
+/// The first frame of every connection, before any call: who the client is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// [`HANDSHAKE_VERSION`].
+    pub version: u32,
+    /// The token (`kvd --auth-file` on the node), if any.
+    pub token: Option<String>,
+}
+
+/// The node's answer to [`Hello`]: the connection's role, or why it is refused (then closed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Welcome {
+    /// Accepted with this role (`read`, `write`, `replica`, `admin`).
+    Accepted {
+        /// The role.
+        role: String,
+    },
+    /// Refused; the node closes the connection.
+    Refused(crate::KvError),
+}
+
+async fn write_frame(stream: &mut Stream, body: &[u8]) -> io::Result<()> {
+    use tokio::io::AsyncWriteExt as _;
+    let len = u32::try_from(body.len()).map_err(invalid)?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(body);
+    stream.write_all(&frame).await?;
+    stream.flush().await
+}
+
+async fn read_frame(stream: &mut Stream) -> io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt as _;
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len);
+    if len > HANDSHAKE_MAX_BYTES {
+        return Err(invalid(format!(
+            "handshake frame of {len} bytes, over the limit of {HANDSHAKE_MAX_BYTES}"
+        )));
+    }
+    let mut body = vec![0u8; len as usize];
+    stream.read_exact(&mut body).await?;
+    Ok(body)
+}
+
+/// Node side: reads the [`Hello`] (the caller bounds it with [`HANDSHAKE_TIMEOUT`]).
+///
+/// # Errors
+/// A frame over [`HANDSHAKE_MAX_BYTES`], one that does not decode, or the connection's error.
+pub async fn read_hello(stream: &mut Stream) -> io::Result<Hello> {
+    let body = read_frame(stream).await?;
+    wire_options().deserialize(&body).map_err(invalid)
+}
+
+/// Node side: answers the handshake.
+///
+/// # Errors
+/// The connection's error.
+pub async fn send_welcome(stream: &mut Stream, welcome: &Welcome) -> io::Result<()> {
+    let body = wire_options().serialize(welcome).map_err(invalid)?;
+    write_frame(stream, &body).await
+}
+
+/// Why a client's handshake did not succeed.
+#[derive(Debug)]
+pub enum HandshakeError {
+    /// The connection failed (or the node is too old to answer).
+    Io(io::Error),
+    /// The node refused the token.
+    Refused(crate::KvError),
+}
+
+/// Client side: presents `token` and returns the connection's role.
+///
+/// # Errors
+/// The node's refusal, or the connection's error.
+pub async fn client_handshake(
+    stream: &mut Stream,
+    token: Option<&str>,
+) -> Result<String, HandshakeError> {
+    let hello = Hello {
+        version: HANDSHAKE_VERSION,
+        token: token.map(str::to_string),
+    };
+    let body = wire_options()
+        .serialize(&hello)
+        .map_err(|e| HandshakeError::Io(invalid(e)))?;
+    write_frame(stream, &body)
+        .await
+        .map_err(HandshakeError::Io)?;
+    let reply = read_frame(stream).await.map_err(HandshakeError::Io)?;
+    match wire_options().deserialize::<Welcome>(&reply) {
+        Ok(Welcome::Accepted { role }) => Ok(role),
+        Ok(Welcome::Refused(e)) => Err(HandshakeError::Refused(e)),
+        Err(e) => Err(HandshakeError::Io(invalid(e))),
+    }
+}
+
 /// The length-prefix codec with an explicit maximum frame length.
 #[must_use]
 pub fn length_codec(max_frame: usize) -> LengthDelimitedCodec {
@@ -162,8 +269,18 @@ pub fn length_codec(max_frame: usize) -> LengthDelimitedCodec {
 ///
 /// # Errors
 /// When the name does not resolve or the connection is refused.
-pub async fn connect(endpoint: &Endpoint) -> io::Result<KvClient> {
-    let stream = net().connect(endpoint.host.clone(), endpoint.port).await?;
+pub async fn connect(endpoint: &Endpoint, token: Option<&str>) -> io::Result<KvClient> {
+    let mut stream = net().connect(endpoint.host.clone(), endpoint.port).await?;
+    match client_handshake(&mut stream, token).await {
+        Ok(_) => {}
+        Err(HandshakeError::Io(e)) => return Err(e),
+        Err(HandshakeError::Refused(e)) => {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                e.to_string(),
+            ));
+        }
+    }
     let framed = Framed::new(stream, length_codec(CLIENT_MAX_FRAME_BYTES));
     let transport = tarpc::serde_transport::new(framed, ClientCodec::default());
     let mut config = tarpc::client::Config::default();

@@ -42,6 +42,28 @@ fn frame(body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A connection past the handshake (no token: the node has no --auth-file), ready for frames.
+fn handshaken(addr: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let hello = shared::transport::Hello {
+        version: shared::transport::HANDSHAKE_VERSION,
+        token: None,
+    };
+    s.write_all(&frame(&wire_options().serialize(&hello).unwrap()))
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).expect("a welcome");
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).unwrap();
+    let welcome: shared::transport::Welcome = wire_options().deserialize(&body).unwrap();
+    assert!(
+        matches!(welcome, shared::transport::Welcome::Accepted { .. }),
+        "{welcome:?}"
+    );
+    s
+}
+
 #[test]
 fn garbage_closes_only_that_connection() {
     let dir = tempfile::tempdir().unwrap();
@@ -72,8 +94,16 @@ fn garbage_closes_only_that_connection() {
     );
     assert_answers(&ep, &rt);
 
-    // A well-framed body that is not a request.
+    // A handshake frame that is not one.
     let mut s = TcpStream::connect(node.addr).unwrap();
+    s.write_all(&frame(&[9, 9, 9, 9, 9])).unwrap();
+    assert!(
+        closed_by_peer(&mut s),
+        "an undecodable handshake did not close the connection"
+    );
+
+    // After the handshake, a well-framed body that is not a request.
+    let mut s = handshaken(node.addr);
     s.write_all(&frame(&[9, 9, 9, 9, 9])).unwrap();
     assert!(
         closed_by_peer(&mut s),
@@ -108,7 +138,7 @@ fn garbage_closes_only_that_connection() {
         }))
         .unwrap();
     crafted.extend_from_slice(rest);
-    let mut s = TcpStream::connect(node.addr).unwrap();
+    let mut s = handshaken(node.addr);
     s.write_all(&frame(&crafted)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut len = [0u8; 4];
@@ -126,7 +156,7 @@ fn garbage_closes_only_that_connection() {
         .serialize(&(0u8, u64::MAX, 2_000_000_000u32))
         .unwrap();
     bad.extend_from_slice(rest);
-    let mut s = TcpStream::connect(node.addr).unwrap();
+    let mut s = handshaken(node.addr);
     s.write_all(&frame(&bad)).unwrap();
     assert!(
         closed_by_peer(&mut s),
@@ -172,8 +202,12 @@ fn connections_per_address_are_capped() {
     assert!(
         harness::wait_until(Duration::from_secs(10), || {
             rt.block_on(async {
-                let c = client(&node.endpoint()).await;
-                c.status(ctx()).await.is_ok_and(|r| r.is_ok())
+                // Refused at the handshake while the cap holds.
+                let ep = shared::addr::parse_endpoint(&node.endpoint(), 3000).unwrap();
+                match shared::transport::connect(&ep, None).await {
+                    Ok(c) => c.status(ctx()).await.is_ok_and(|r| r.is_ok()),
+                    Err(_) => false,
+                }
             })
         }),
         "the slot of a closed connection was not freed"

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+mod auth;
 mod auto_failover;
 mod cli;
 mod durability;

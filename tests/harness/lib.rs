@@ -398,6 +398,7 @@ pub fn kvctl(endpoint: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
         .arg(endpoint)
         .args(args)
         .env_remove("KVCTL_ENDPOINT")
+        .env_remove("KVCTL_TOKEN")
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -447,7 +448,9 @@ pub async fn status(endpoint: &str) -> shared::NodeStatus {
 /// Connects a raw tarpc handle to `endpoint`.
 pub async fn client(endpoint: &str) -> KvClient {
     let ep = parse_endpoint(endpoint, 3000).expect("endpoint");
-    shared::transport::connect(&ep).await.expect("connect")
+    shared::transport::connect(&ep, None)
+        .await
+        .expect("connect")
 }
 
 /// A request context with a 10 s deadline.

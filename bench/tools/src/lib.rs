@@ -10,10 +10,12 @@ pub async fn client(endpoint: &str) -> KvClient {
         eprintln!("{e}");
         std::process::exit(2);
     });
-    shared::transport::connect(&ep).await.unwrap_or_else(|e| {
-        eprintln!("cannot connect to {ep}: {e}");
-        std::process::exit(3);
-    })
+    shared::transport::connect(&ep, None)
+        .await
+        .unwrap_or_else(|e| {
+            eprintln!("cannot connect to {ep}: {e}");
+            std::process::exit(3);
+        })
 }
 
 /// A request context with a 10 s deadline.

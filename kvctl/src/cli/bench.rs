@@ -226,6 +226,7 @@ async fn run_load(
         global.endpoints.clone(),
         target.clone(),
         global.timeout,
+        global.token()?,
         Arc::clone(&progress),
     ));
     let bar = Bar::new(show, &plan);
@@ -254,11 +255,13 @@ async fn load(
     endpoints: Vec<Endpoint>,
     target: Endpoint,
     timeout: Duration,
+    token: Option<String>,
     progress: Arc<Progress>,
 ) -> Result<(Measured, Option<Duration>), Error> {
     let writes = plan.ratio.has_puts() || plan.prefill;
     let client = Client::builder(endpoints)
         .timeout(timeout)
+        .token(token)
         .connections_per_node(usize::try_from(plan.connections).unwrap_or(1))
         // One run measures one node: with puts, the master takes the gets too.
         .read_from(if writes {

@@ -238,7 +238,9 @@ async fn ask(
     req: VoteRequest,
     timeout: Duration,
 ) -> Option<VoteReply> {
-    let client = peers::connect(&member.address, timeout).await.ok()?;
+    let client = peers::connect(node.peer_token(), &member.address, timeout)
+        .await
+        .ok()?;
     match client.vote(peers::ctx(timeout), req).await {
         Ok(Ok(reply)) if reply.node.node_id == member.node_id => Some(reply),
         Ok(Ok(_)) | Ok(Err(_)) | Err(_) => {

@@ -88,27 +88,50 @@ impl Node {
     /// [`Error::Unreachable`] when the name does not resolve, the connection is refused or it
     /// does not complete in time.
     pub async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<Self, Error> {
-        Self::connect_with(endpoint, timeout, timeout).await
+        Self::connect_with(endpoint, timeout, timeout, None).await
     }
 
-    /// Connects within `connect_timeout`; requests take `timeout` by default.
+    /// As [`Node::connect`], presenting `token` (a node with `--auth-file` requires one).
+    ///
+    /// # Errors
+    /// As [`Node::connect`]; the node's refusal of the token as [`Error::Kv`]
+    /// ([`KvError::Unauthenticated`]).
+    pub async fn connect_with_token(
+        endpoint: &Endpoint,
+        timeout: Duration,
+        token: Option<&str>,
+    ) -> Result<Self, Error> {
+        Self::connect_with(endpoint, timeout, timeout, token).await
+    }
+
+    /// Connects within `connect_timeout` (the handshake included); requests take `timeout` by
+    /// default.
     pub(crate) async fn connect_with(
         endpoint: &Endpoint,
         connect_timeout: Duration,
         timeout: Duration,
+        token: Option<&str>,
     ) -> Result<Self, Error> {
         let unreachable = |cause: String| Error::Unreachable {
             endpoint: endpoint.clone(),
             cause,
         };
-        let stream = match tokio::time::timeout(
-            connect_timeout,
-            crate::net::net().connect(endpoint.host.clone(), endpoint.port),
-        )
-        .await
-        {
+        let opened = async {
+            let mut stream = crate::net::net()
+                .connect(endpoint.host.clone(), endpoint.port)
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+            match crate::transport::client_handshake(&mut stream, token).await {
+                Ok(_role) => Ok(stream),
+                Err(crate::transport::HandshakeError::Refused(e)) => Err(Error::Kv(e)),
+                Err(crate::transport::HandshakeError::Io(e)) => {
+                    Err(unreachable(format!("handshake failed: {e}")))
+                }
+            }
+        };
+        let stream = match tokio::time::timeout(connect_timeout, opened).await {
             Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Ok(Err(e)) => return Err(e),
             Err(_) => {
                 return Err(unreachable(format!(
                     "timed out after {}",

@@ -35,6 +35,8 @@ pub(crate) struct Pool {
     timeout: Duration,
     /// Connections per node.
     per_node: usize,
+    /// The token presented on every connection.
+    token: Option<String>,
     /// One per node ever asked; a handful, so a list.
     peers: Mutex<Vec<Arc<Peer>>>,
 }
@@ -49,11 +51,17 @@ pub(crate) struct Peer {
 }
 
 impl Pool {
-    pub(crate) fn new(connect_timeout: Duration, timeout: Duration, per_node: usize) -> Self {
+    pub(crate) fn new(
+        connect_timeout: Duration,
+        timeout: Duration,
+        per_node: usize,
+        token: Option<String>,
+    ) -> Self {
         Self {
             connect_timeout,
             timeout,
             per_node: per_node.max(1),
+            token,
             peers: Mutex::new(Vec::new()),
         }
     }
@@ -112,7 +120,7 @@ impl Peer {
                 ),
             });
         }
-        match Node::connect_with(&self.endpoint, wait, pool.timeout).await {
+        match Node::connect_with(&self.endpoint, wait, pool.timeout, pool.token.as_deref()).await {
             Ok(node) => {
                 self.slots_mut()[i] = Some(node.clone());
                 *self.down() = None;

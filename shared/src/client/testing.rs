@@ -783,7 +783,21 @@ pub async fn serve(mut fake: Fake) -> Endpoint {
                 },
                 _ = down.wait_for(|d| *d) => break,
             };
-            let transport = crate::transport::server_transport(Box::new(stream), max_frame);
+            let mut stream: crate::net::Stream = Box::new(stream);
+            // A fake takes every token, as a node without --auth-file does.
+            if crate::transport::read_hello(&mut stream).await.is_err() {
+                continue;
+            }
+            let welcome = crate::transport::Welcome::Accepted {
+                role: "admin".into(),
+            };
+            if crate::transport::send_welcome(&mut stream, &welcome)
+                .await
+                .is_err()
+            {
+                continue;
+            }
+            let transport = crate::transport::server_transport(stream, max_frame);
             let channel = BaseChannel::with_defaults(transport);
             let hang_up = Arc::new(Notify::new());
             let mut conn = fake.clone();
