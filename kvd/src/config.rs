@@ -30,6 +30,21 @@ pub struct Args {
     /// host's address and advertises host:port.
     #[arg(long, env = "KVD_HOST", default_value = "http://localhost")]
     pub host: String,
+    /// The address to listen on (a name or an IP, e.g. 0.0.0.0) [default: --host].
+    #[arg(long, env = "KVD_LISTEN")]
+    pub listen: Option<String>,
+    /// The name other nodes and clients reach this node by [default: --host].
+    #[arg(long, env = "KVD_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Listen on a non-loopback address without --auth-file anyway: anyone who reaches the port
+    /// can then read, write and delete everything, and join as a replica.
+    #[arg(long, env = "KVD_INSECURE", default_value_t = false, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub insecure: bool,
+    /// The address the metrics endpoint listens on; it shows no keys or values, but node ids
+    /// and replica addresses.
+    #[arg(long, env = "KVD_METRICS_LISTEN", default_value = "127.0.0.1")]
+    pub metrics_listen: String,
     /// Data directory [default: ./data/node-<port>]. A given directory that is missing is
     /// created only if its parent exists (a failed mount must not start an empty node).
     #[arg(long, env = "KVD_DATA_DIR")]
@@ -222,6 +237,12 @@ pub struct Config {
     pub log: LogConfig,
     /// `--auth-file`.
     pub auth_file: Option<PathBuf>,
+    /// `--listen` (a host name or IP), or `--host`.
+    pub listen: String,
+    /// `--insecure`.
+    pub insecure: bool,
+    /// `--metrics-listen`.
+    pub metrics_listen: String,
     /// The token read from `--master-token-file`.
     pub peer_token: Option<crate::auth::Secret>,
 }
@@ -280,7 +301,22 @@ impl Args {
             }
             (false, None) => None,
         };
-        let host = addr::parse_host(&self.host).map_err(|e| ConfigError(format!("--host: {e}")))?;
+        let given =
+            addr::parse_host(&self.host).map_err(|e| ConfigError(format!("--host: {e}")))?;
+        let host = match &self.advertise {
+            Some(a) => addr::parse_host(a).map_err(|e| ConfigError(format!("--advertise: {e}")))?,
+            None => given.clone(),
+        };
+        if host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_unspecified())
+        {
+            return bad(format!(
+                "this node would advertise {host}, which nobody can connect to: keep --listen \
+                 {host} (or --host) for listening, and give --advertise with the name or \
+                 address others reach it by"
+            ));
+        }
         if self.max_key_bytes == 0 || self.max_key_bytes > MAX_KEY_LIMIT {
             return bad(format!(
                 "--max-key-bytes={} is out of range: use 1 to {MAX_KEY_LIMIT}",
@@ -392,6 +428,15 @@ impl Args {
                 format: self.log_format,
             },
             auth_file: self.auth_file,
+            listen: match &self.listen {
+                Some(l) => {
+                    addr::parse_host(l).map_err(|e| ConfigError(format!("--listen: {e}")))?
+                }
+                None => given,
+            },
+            insecure: self.insecure,
+            metrics_listen: addr::parse_host(&self.metrics_listen)
+                .map_err(|e| ConfigError(format!("--metrics-listen: {e}")))?,
             peer_token,
         })
     }

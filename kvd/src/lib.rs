@@ -83,9 +83,42 @@ pub enum KvdError {
     /// The metrics registry could not be built.
     #[error(transparent)]
     Metrics(#[from] metrics::MetricsError),
+    /// A non-loopback listener without authentication.
+    #[error(
+        "refusing to listen on {addr} without authentication: anyone who reaches it could read, \
+         write and delete every key. Give --auth-file FILE (make tokens with `kvd token new \
+         --role admin --name ops --auth-file FILE`), listen on loopback (--listen 127.0.0.1), \
+         or pass --insecure to run open anyway"
+    )]
+    Unprotected {
+        /// The address.
+        addr: SocketAddr,
+    },
     /// The master refused this replica for good.
     #[error("the master refused this replica: {0}")]
     Refused(shared::KvError),
+}
+
+/// What listening on an address without (or with) authentication calls for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exposure {
+    /// Loopback, or tokens required.
+    Fine,
+    /// Open to the network by `--insecure`: a WARN at start.
+    Warn,
+    /// Open to the network without tokens: do not start.
+    Refuse,
+}
+
+/// Like Redis's protected mode: a node reachable from other hosts needs `--auth-file`, unless
+/// `--insecure`.
+#[must_use]
+pub fn exposure(ip: std::net::IpAddr, auth: bool, insecure: bool) -> Exposure {
+    match (ip.is_loopback() || auth, insecure) {
+        (true, _) => Exposure::Fine,
+        (false, true) => Exposure::Warn,
+        (false, false) => Exposure::Refuse,
+    }
 }
 
 /// A node with its storage open and its port bound, not yet serving.
@@ -106,10 +139,10 @@ impl Server {
     pub async fn bind(cfg: Config) -> Result<Self, KvdError> {
         let addrs: Vec<SocketAddr> =
             net()
-                .resolve(cfg.host.clone(), cfg.port)
+                .resolve(cfg.listen.clone(), cfg.port)
                 .await
                 .map_err(|source| KvdError::Resolve {
-                    host: cfg.host.clone(),
+                    host: cfg.listen.clone(),
                     source,
                 })?;
         let addr = addrs
@@ -118,9 +151,18 @@ impl Server {
             .or_else(|| addrs.first())
             .copied()
             .ok_or_else(|| KvdError::Resolve {
-                host: cfg.host.clone(),
+                host: cfg.listen.clone(),
                 source: std::io::Error::other("no addresses"),
             })?;
+        match exposure(addr.ip(), cfg.auth_file.is_some(), cfg.insecure) {
+            Exposure::Refuse => return Err(KvdError::Unprotected { addr }),
+            Exposure::Warn => tracing::warn!(
+                %addr,
+                "listening on a non-loopback address without --auth-file (--insecure): anyone \
+                 who reaches the port can read, write and delete everything"
+            ),
+            Exposure::Fine => {}
+        }
         let listener = net()
             .bind(addr)
             .await
@@ -135,7 +177,16 @@ impl Server {
         .to_string();
         let metrics = match cfg.metrics_port {
             Some(port) => {
-                let maddr = SocketAddr::new(addr.ip(), port);
+                let mip = net()
+                    .resolve(cfg.metrics_listen.clone(), port)
+                    .await
+                    .ok()
+                    .and_then(|a| a.first().map(SocketAddr::ip))
+                    .ok_or_else(|| KvdError::Resolve {
+                        host: cfg.metrics_listen.clone(),
+                        source: std::io::Error::other("no addresses (--metrics-listen)"),
+                    })?;
+                let maddr = SocketAddr::new(mip, port);
                 let l = metrics::bind(maddr)
                     .await
                     .map_err(|source| KvdError::MetricsBind {
@@ -257,5 +308,28 @@ impl Server {
         node.close_storage().await;
         tracing::info!("kvd stopped");
         outcome
+    }
+}
+
+#[cfg(test)]
+mod exposure_tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_or_tokens_start_without_insecure() {
+        let lo: std::net::IpAddr = "127.0.0.1"
+            .parse()
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+        let any: std::net::IpAddr = std::net::Ipv4Addr::UNSPECIFIED.into();
+        let lan: std::net::IpAddr = std::net::Ipv4Addr::new(10, 0, 0, 5).into();
+        assert_eq!(exposure(lo, false, false), Exposure::Fine);
+        assert_eq!(exposure(any, false, false), Exposure::Refuse);
+        assert_eq!(exposure(lan, false, false), Exposure::Refuse);
+        assert_eq!(exposure(any, true, false), Exposure::Fine);
+        assert_eq!(exposure(any, false, true), Exposure::Warn);
+        assert_eq!(
+            exposure(std::net::Ipv6Addr::LOCALHOST.into(), false, false),
+            Exposure::Fine
+        );
     }
 }

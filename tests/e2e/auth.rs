@@ -264,3 +264,38 @@ async fn roles_allow_only_their_calls_and_replicas_need_their_token() {
     );
     drop(good);
 }
+
+/// Acceptance 4 (the refusal; `--insecure` is unit-tested in `kvd::exposure`, so that no test
+/// opens a port on every interface): a node that would listen on a non-loopback address
+/// without `--auth-file` does not start and says how to fix it; one that would advertise
+/// 0.0.0.0 neither.
+#[test]
+fn an_unprotected_node_on_the_network_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = format!("--data-dir={}", dir.path().join("d").display());
+    let e = NodeProcess::start(
+        dir.path(),
+        &[
+            "--port=0".into(),
+            "--host=127.0.0.1".into(),
+            "--listen=0.0.0.0".into(),
+            data.clone(),
+        ],
+    )
+    .err()
+    .expect("refused");
+    assert!(e.status.is_some_and(|s| !s.success()), "{e:?}");
+    assert!(
+        e.stderr.contains("refusing to listen on 0.0.0.0")
+            && e.stderr.contains("--auth-file")
+            && e.stderr.contains("--insecure"),
+        "{e:?}"
+    );
+    let e = NodeProcess::start(
+        dir.path(),
+        &["--port=0".into(), "--host=0.0.0.0".into(), data],
+    )
+    .err()
+    .expect("refused");
+    assert!(e.stderr.contains("--advertise"), "{e:?}");
+}

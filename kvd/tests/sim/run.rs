@@ -126,6 +126,8 @@ fn node_args(name: &str, dir: &Path) -> Vec<String> {
         "--min-acks=0".into(),
         "--acks-timeout-ms=1000".into(),
         "--replica-timeout-ms=1000".into(),
+        // Simulated hosts are not on loopback, and the simulation runs without tokens.
+        "--insecure".into(),
         "--failover=auto".into(),
         format!("--failover-timeout-ms={FAILOVER_TIMEOUT_MS}"),
     ];
