@@ -96,9 +96,42 @@ pub struct Global {
     /// A file holding the token (its first line), readable only by you.
     #[arg(long, value_name = "FILE", global = true, conflicts_with = "token")]
     pub token_file: Option<std::path::PathBuf>,
+    /// TLS: the CA (PEM) the nodes' certificates must come from; kvctl then speaks TLS only.
+    #[arg(long, env = "KVCTL_CACERT", value_name = "FILE", global = true)]
+    pub cacert: Option<std::path::PathBuf>,
+    /// Mutual TLS: kvctl's certificate (PEM), for nodes started with --tls-client-ca.
+    #[arg(long = "cert", id = "client_cert", value_name = "FILE", global = true,
+          requires_all = ["client_key", "cacert"])]
+    pub cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(
+        long = "key",
+        id = "client_key",
+        value_name = "FILE",
+        global = true,
+        requires = "client_cert"
+    )]
+    pub key: Option<std::path::PathBuf>,
 }
 
 impl Global {
+    /// TLS from --cacert (and --cert, --key).
+    ///
+    /// # Errors
+    /// A file that cannot be read or is not PEM.
+    pub fn tls(&self) -> Result<Option<shared::tls::ClientTls>, Error> {
+        let Some(ca) = &self.cacert else {
+            return Ok(None);
+        };
+        let own = match (&self.cert, &self.key) {
+            (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+            _ => None,
+        };
+        shared::tls::ClientTls::from_files(ca, own, ("--cacert", "--cert", "--key"))
+            .map(Some)
+            .map_err(Error::Usage)
+    }
+
     /// The token from --token, KVCTL_TOKEN or --token-file.
     ///
     /// # Errors
@@ -132,6 +165,7 @@ impl Global {
         Ok(Client::builder(self.endpoints.iter().cloned())
             .timeout(self.timeout)
             .token(self.token()?)
+            .tls(self.tls()?)
             .build()?)
     }
 
@@ -281,6 +315,9 @@ pub mod testing {
             timeout: Duration::from_secs(5),
             token: None,
             token_file: None,
+            cacert: None,
+            cert: None,
+            key: None,
         }
     }
 }

@@ -218,6 +218,7 @@ pub async fn run(args: Args, global: &Global) -> Result<(), Error> {
     let client = Client::builder(global.endpoints.iter().cloned())
         .timeout(timeout)
         .token(global.token()?)
+        .tls(global.tls()?)
         .build()?;
     let mut app = app::App::new(app::Config {
         endpoint: global

@@ -121,6 +121,21 @@ pub struct Args {
     /// master, and every member in a failover.
     #[arg(long, env = "KVD_MASTER_TOKEN_FILE")]
     pub master_token_file: Option<PathBuf>,
+    /// This node's TLS certificate (PEM; its names must include the address others reach it
+    /// by). With it, the RPC port speaks only TLS.
+    #[arg(long, env = "KVD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "KVD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Mutual TLS: clients must present a certificate signed by this CA (PEM).
+    #[arg(long, env = "KVD_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// The CA (PEM) this node verifies the other nodes' certificates against when it connects
+    /// to them (its master; every member in a failover); with mutual TLS it presents its own
+    /// --tls-cert to them.
+    #[arg(long, env = "KVD_MASTER_CA")]
+    pub master_ca: Option<PathBuf>,
     /// Other commands (`kvd token new`); without one, kvd serves.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -245,6 +260,10 @@ pub struct Config {
     pub metrics_listen: String,
     /// The token read from `--master-token-file`.
     pub peer_token: Option<crate::auth::Secret>,
+    /// TLS on the RPC port (`--tls-cert`, `--tls-key`, `--tls-client-ca`).
+    pub server_tls: Option<shared::tls::ServerTls>,
+    /// TLS to the other nodes (`--master-ca`, presenting `--tls-cert` for mutual TLS).
+    pub peer_tls: Option<shared::tls::ClientTls>,
 }
 
 /// Where and how the daemon logs.
@@ -397,6 +416,30 @@ impl Args {
         {
             return bad(e);
         }
+        let server_tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                shared::tls::ServerTls::from_files(cert, key, self.tls_client_ca.as_deref())
+                    .map_err(ConfigError)?,
+            ),
+            _ => None,
+        };
+        let peer_tls = match &self.master_ca {
+            Some(ca) => {
+                let own = match (&self.tls_cert, &self.tls_key) {
+                    (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+                    _ => None,
+                };
+                Some(
+                    shared::tls::ClientTls::from_files(
+                        ca,
+                        own,
+                        ("--master-ca", "--tls-cert", "--tls-key"),
+                    )
+                    .map_err(ConfigError)?,
+                )
+            }
+            None => None,
+        };
         Ok(Config {
             port: self.port,
             shards: self.shard,
@@ -435,6 +478,8 @@ impl Args {
                 None => given,
             },
             insecure: self.insecure,
+            server_tls,
+            peer_tls,
             metrics_listen: addr::parse_host(&self.metrics_listen)
                 .map_err(|e| ConfigError(format!("--metrics-listen: {e}")))?,
             peer_token,

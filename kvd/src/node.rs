@@ -55,6 +55,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// Tokens and roles (`--auth-file`).
     auth: crate::auth::Auth,
+    /// What this node presents to the others.
+    peer_creds: shared::transport::Credentials,
     /// Role, epoch, membership: the one owner of "is this node the master?".
     cluster: Cluster,
     /// The registry of replicas, used while this node is master.
@@ -181,6 +183,10 @@ impl Node {
             inner: Arc::new(Inner {
                 metrics,
                 auth,
+                peer_creds: shared::transport::Credentials {
+                    token: cfg.peer_token.as_ref().map(|s| s.0.clone()),
+                    tls: cfg.peer_tls.clone(),
+                },
                 cluster,
                 master: MasterState::new(cfg.shards, cfg.replica_timeout),
                 replica: ReplicaState::new(&resyncing),
@@ -303,10 +309,11 @@ impl Node {
         self.inner.started.elapsed()
     }
 
-    /// The token this node presents to the other nodes (`--master-token-file`).
+    /// What this node presents to the other nodes: `--master-token-file`, and TLS with
+    /// `--master-ca`.
     #[must_use]
-    pub fn peer_token(&self) -> Option<&str> {
-        self.inner.cfg.peer_token.as_ref().map(|s| s.0.as_str())
+    pub fn peer_credentials(&self) -> &shared::transport::Credentials {
+        &self.inner.peer_creds
     }
 
     /// Tokens and roles (`--auth-file`).
@@ -1124,8 +1131,12 @@ impl Node {
         if let Some(old) = master.check_join(req, self.node_id(), &self.advertised())? {
             // Who is at the old address? The same node id there is a copied data directory; no
             // answer, or another node, means the replica moved.
-            match crate::cluster::peers::status(self.peer_token(), &old, Duration::from_secs(1))
-                .await
+            match crate::cluster::peers::status(
+                self.peer_credentials(),
+                &old,
+                Duration::from_secs(1),
+            )
+            .await
             {
                 Ok(s) if s.node_id == req.node_id => {
                     return Err(KvError::DuplicateNode {

@@ -454,7 +454,27 @@ async fn serve_connection(
     max_frame: usize,
     close: CancellationToken,
 ) {
-    let mut stream = stream;
+    let tls = server.node.config().server_tls.clone();
+    let mut stream = match tls {
+        Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                server
+                    .node
+                    .metrics()
+                    .auth_refused
+                    .with_label_values(&["tls"])
+                    .inc();
+                tracing::warn!(%peer, error = %e, "connection closed: TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(%peer, "connection closed: no TLS handshake in time");
+                return;
+            }
+        },
+        None => stream,
+    };
     let Some(server) = authenticate(&mut stream, peer, server).await else {
         return;
     };

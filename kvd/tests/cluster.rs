@@ -104,9 +104,12 @@ impl TestNode {
 }
 
 async fn client(addr: &str) -> KvClient {
-    transport::connect(&parse_endpoint(addr, 3000).unwrap(), None)
-        .await
-        .unwrap()
+    transport::connect(
+        &parse_endpoint(addr, 3000).unwrap(),
+        &shared::transport::Credentials::default(),
+    )
+    .await
+    .unwrap()
 }
 
 fn ctx() -> tarpc::context::Context {

@@ -161,17 +161,7 @@ pub struct Builder {
     connect_timeout: Option<Duration>,
     connections: usize,
     read_from: ReadFrom,
-    token: Option<Secret>,
-}
-
-/// A token, kept out of `Debug` output.
-#[derive(Clone)]
-struct Secret(String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<token>")
-    }
+    creds: crate::transport::Credentials,
 }
 
 impl Builder {
@@ -179,7 +169,15 @@ impl Builder {
     /// the client may do).
     #[must_use]
     pub fn token(mut self, token: Option<String>) -> Self {
-        self.token = token.map(Secret);
+        self.creds.token = token;
+        self
+    }
+
+    /// TLS: the CA the nodes' certificates must come from, and a certificate for mutual TLS
+    /// (see [`crate::tls::ClientTls::from_files`]).
+    #[must_use]
+    pub fn tls(mut self, tls: Option<crate::tls::ClientTls>) -> Self {
+        self.creds.tls = tls;
         self
     }
 
@@ -224,12 +222,7 @@ impl Builder {
         let connect_timeout = self.connect_timeout.unwrap_or(self.timeout);
         Ok(Client {
             inner: Arc::new(Inner {
-                pool: Pool::new(
-                    connect_timeout,
-                    self.timeout,
-                    self.connections,
-                    self.token.map(|s| s.0),
-                ),
+                pool: Pool::new(connect_timeout, self.timeout, self.connections, self.creds),
                 endpoints: self.endpoints,
                 timeout: self.timeout,
                 master: RwLock::new(None),
@@ -313,7 +306,7 @@ impl Client {
             connect_timeout: None,
             connections: DEFAULT_CONNECTIONS_PER_NODE,
             read_from: ReadFrom::Endpoints,
-            token: None,
+            creds: crate::transport::Credentials::default(),
         }
     }
 

@@ -12,6 +12,7 @@
 //! routing.rs    shard_for(key, shards): xxh3-64 of the key bytes modulo the shard count
 //! addr.rs       "http://localhost:3000" -> host + port, and --host parsing
 //! net.rs        the network connections go through: TCP, or a simulated one in tests
+//! tls.rs        TLS on the links (rustls): a client verifying the node, a node verifying clients
 //! transport.rs  length-delimited bincode frames over TCP, TCP_NODELAY, a maximum frame length
 //!               on both ends, and a server codec that clamps absurd request deadlines
 //! client.rs     the client library: endpoints, finding and following the master, retries
@@ -30,6 +31,7 @@ pub mod limits;
 pub mod net;
 pub mod proto;
 pub mod routing;
+pub mod tls;
 pub mod transport;
 pub mod types;
 

@@ -231,6 +231,43 @@ pub enum HandshakeError {
     Refused(crate::KvError),
 }
 
+/// What a client presents to a node: TLS (verifying the node, and its own certificate for
+/// mutual TLS) and a token.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    /// The token (`kvd --auth-file` on the node).
+    pub token: Option<String>,
+    /// TLS, when the node serves it.
+    pub tls: Option<crate::tls::ClientTls>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("token", &self.token.as_ref().map(|_| "<token>"))
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// Client side: opens a connection to `host:port` with `creds`: TCP, TLS if configured, then
+/// the token handshake. Returns the stream, ready for tarpc.
+///
+/// # Errors
+/// The connection's or TLS's failure, or the node's refusal of the token.
+pub async fn open(host: &str, port: u16, creds: &Credentials) -> Result<Stream, HandshakeError> {
+    let stream = net()
+        .connect(host.to_string(), port)
+        .await
+        .map_err(HandshakeError::Io)?;
+    let mut stream = match &creds.tls {
+        Some(tls) => tls.wrap(stream, host).await.map_err(HandshakeError::Io)?,
+        None => stream,
+    };
+    client_handshake(&mut stream, creds.token.as_deref()).await?;
+    Ok(stream)
+}
+
 /// Client side: presents `token` and returns the connection's role.
 ///
 /// # Errors
@@ -269,10 +306,9 @@ pub fn length_codec(max_frame: usize) -> LengthDelimitedCodec {
 ///
 /// # Errors
 /// When the name does not resolve or the connection is refused.
-pub async fn connect(endpoint: &Endpoint, token: Option<&str>) -> io::Result<KvClient> {
-    let mut stream = net().connect(endpoint.host.clone(), endpoint.port).await?;
-    match client_handshake(&mut stream, token).await {
-        Ok(_) => {}
+pub async fn connect(endpoint: &Endpoint, creds: &Credentials) -> io::Result<KvClient> {
+    let stream = match open(&endpoint.host, endpoint.port, creds).await {
+        Ok(stream) => stream,
         Err(HandshakeError::Io(e)) => return Err(e),
         Err(HandshakeError::Refused(e)) => {
             return Err(io::Error::new(
@@ -280,7 +316,7 @@ pub async fn connect(endpoint: &Endpoint, token: Option<&str>) -> io::Result<KvC
                 e.to_string(),
             ));
         }
-    }
+    };
     let framed = Framed::new(stream, length_codec(CLIENT_MAX_FRAME_BYTES));
     let transport = tarpc::serde_transport::new(framed, ClientCodec::default());
     let mut config = tarpc::client::Config::default();

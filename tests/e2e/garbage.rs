@@ -204,7 +204,9 @@ fn connections_per_address_are_capped() {
             rt.block_on(async {
                 // Refused at the handshake while the cap holds.
                 let ep = shared::addr::parse_endpoint(&node.endpoint(), 3000).unwrap();
-                match shared::transport::connect(&ep, None).await {
+                match shared::transport::connect(&ep, &shared::transport::Credentials::default())
+                    .await
+                {
                     Ok(c) => c.status(ctx()).await.is_ok_and(|r| r.is_ok()),
                     Err(_) => false,
                 }

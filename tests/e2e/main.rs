@@ -11,4 +11,5 @@ mod garbage;
 mod monitoring;
 mod replication;
 mod startup;
+mod tls;
 mod tui;

@@ -448,7 +448,7 @@ pub async fn status(endpoint: &str) -> shared::NodeStatus {
 /// Connects a raw tarpc handle to `endpoint`.
 pub async fn client(endpoint: &str) -> KvClient {
     let ep = parse_endpoint(endpoint, 3000).expect("endpoint");
-    shared::transport::connect(&ep, None)
+    shared::transport::connect(&ep, &shared::transport::Credentials::default())
         .await
         .expect("connect")
 }

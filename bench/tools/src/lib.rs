@@ -10,7 +10,7 @@ pub async fn client(endpoint: &str) -> KvClient {
         eprintln!("{e}");
         std::process::exit(2);
     });
-    shared::transport::connect(&ep, None)
+    shared::transport::connect(&ep, &shared::transport::Credentials::default())
         .await
         .unwrap_or_else(|e| {
             eprintln!("cannot connect to {ep}: {e}");

@@ -226,7 +226,10 @@ async fn run_load(
         global.endpoints.clone(),
         target.clone(),
         global.timeout,
-        global.token()?,
+        shared::transport::Credentials {
+            token: global.token()?,
+            tls: global.tls()?,
+        },
         Arc::clone(&progress),
     ));
     let bar = Bar::new(show, &plan);
@@ -255,13 +258,14 @@ async fn load(
     endpoints: Vec<Endpoint>,
     target: Endpoint,
     timeout: Duration,
-    token: Option<String>,
+    creds: shared::transport::Credentials,
     progress: Arc<Progress>,
 ) -> Result<(Measured, Option<Duration>), Error> {
     let writes = plan.ratio.has_puts() || plan.prefill;
     let client = Client::builder(endpoints)
         .timeout(timeout)
-        .token(token)
+        .token(creds.token)
+        .tls(creds.tls)
         .connections_per_node(usize::try_from(plan.connections).unwrap_or(1))
         // One run measures one node: with puts, the master takes the gets too.
         .read_from(if writes {

@@ -238,7 +238,7 @@ async fn ask(
     req: VoteRequest,
     timeout: Duration,
 ) -> Option<VoteReply> {
-    let client = peers::connect(node.peer_token(), &member.address, timeout)
+    let client = peers::connect(node.peer_credentials(), &member.address, timeout)
         .await
         .ok()?;
     match client.vote(peers::ctx(timeout), req).await {

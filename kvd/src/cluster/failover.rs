@@ -278,7 +278,7 @@ pub async fn failover(node: &Node, req: FailoverRequest) -> Result<FailoverReply
     let left = || deadline.saturating_duration_since(Instant::now());
     // Connected before anything changes: an unreachable target leaves the master as it was.
     let client = peers::connect(
-        node.peer_token(),
+        node.peer_credentials(),
         &target.address,
         left().min(PROBE_TIMEOUT * 2),
     )
@@ -360,7 +360,7 @@ pub async fn failover(node: &Node, req: FailoverRequest) -> Result<FailoverReply
         Err(CallError::NoAnswer(e)) => {
             // Unknown: did it take over? Ask it; only its own word that it did counts.
             tracing::warn!(error = %e, "switchover: no answer to take_over; asking the target");
-            match peers::status(node.peer_token(), &target.address, PROBE_TIMEOUT * 2).await {
+            match peers::status(node.peer_credentials(), &target.address, PROBE_TIMEOUT * 2).await {
                 Ok(s) => {
                     s.epoch >= new_epoch
                         && s.master
@@ -631,7 +631,7 @@ async fn preflight(node: &Node) -> Preflight {
     }
     let asks = others
         .iter()
-        .map(|m| peers::status(node.peer_token(), &m.address, PROBE_TIMEOUT));
+        .map(|m| peers::status(node.peer_credentials(), &m.address, PROBE_TIMEOUT));
     let answers = futures::future::join_all(asks).await;
     let mut answered = Vec::new();
     let mut unreachable = Vec::new();

@@ -27,13 +27,13 @@ pub fn ctx(timeout: Duration) -> tarpc::context::Context {
 /// # Errors
 /// A message naming the address and the cause.
 pub async fn connect(
-    token: Option<&str>,
+    creds: &transport::Credentials,
     address: &str,
     timeout: Duration,
 ) -> Result<KvClient, String> {
     let endpoint =
         parse_endpoint(address, DEFAULT_PORT).map_err(|e| format!("bad address {address}: {e}"))?;
-    match tokio::time::timeout(timeout, transport::connect(&endpoint, token)).await {
+    match tokio::time::timeout(timeout, transport::connect(&endpoint, creds)).await {
         Ok(Ok(client)) => Ok(client),
         Ok(Err(e)) => Err(format!("cannot connect to {address}: {e}")),
         Err(_) => Err(format!(
@@ -77,12 +77,12 @@ fn flatten<T>(
 /// # Errors
 /// A message naming the address and the cause.
 pub async fn hello(
-    token: Option<&str>,
+    creds: &transport::Credentials,
     address: &str,
     req: HelloRequest,
     timeout: Duration,
 ) -> Result<HelloReply, String> {
-    let client = connect(token, address, timeout).await?;
+    let client = connect(creds, address, timeout).await?;
     flatten(address, client.hello(ctx(timeout), req).await).map_err(|e| e.to_string())
 }
 
@@ -91,11 +91,11 @@ pub async fn hello(
 /// # Errors
 /// A message naming the address and the cause.
 pub async fn status(
-    token: Option<&str>,
+    creds: &transport::Credentials,
     address: &str,
     timeout: Duration,
 ) -> Result<NodeStatus, String> {
-    let client = connect(token, address, timeout).await?;
+    let client = connect(creds, address, timeout).await?;
     flatten(address, client.status(ctx(timeout)).await).map_err(|e| e.to_string())
 }
 

@@ -615,7 +615,8 @@ pub fn tell(node: &Node, event: Event) {
 /// there is none.
 pub async fn say_hello(node: &Node, member: &Member) -> Result<HelloReply, String> {
     let req = hello_request(node);
-    let reply = super::peers::hello(node.peer_token(), &member.address, req, HELLO_TIMEOUT).await?;
+    let reply =
+        super::peers::hello(node.peer_credentials(), &member.address, req, HELLO_TIMEOUT).await?;
     if node.cluster().cluster_id().as_deref() != Some(reply.cluster_id.as_str()) {
         return Err(format!(
             "{} belongs to cluster {}, not this one",

@@ -342,7 +342,7 @@ fn answer<T>(
 /// One connection to the master: join, then follow every shard until something fails.
 async fn session(node: &Node, address: &str, cancel: &CancellationToken) -> Result<(), Stop> {
     let timeout = node.config().replica_timeout;
-    let client = peers::connect(node.peer_token(), address, timeout)
+    let client = peers::connect(node.peer_credentials(), address, timeout)
         .await
         .map_err(Stop::Link)?;
     let view = node.cluster().view();
@@ -792,7 +792,7 @@ pub async fn catch_up(
         Stop::Refused(e) => e.to_string(),
     };
     let left = || deadline.saturating_duration_since(Instant::now());
-    let client = peers::connect(node.peer_token(), address, left()).await?;
+    let client = peers::connect(node.peer_credentials(), address, left()).await?;
     let (local, repl) = node.replica_shard(shard).map_err(|e| e.to_string())?;
     let start = *local.writer.last_seq().borrow();
     let never = CancellationToken::new();

@@ -28,6 +28,8 @@ use tokio::time::Instant;
 use serde_bytes::ByteBuf;
 use tarpc::client::RpcError;
 use tokio::sync::watch;
+
+use crate::transport::Credentials;
 use tokio_util::codec::Framed;
 
 use super::{
@@ -88,45 +90,39 @@ impl Node {
     /// [`Error::Unreachable`] when the name does not resolve, the connection is refused or it
     /// does not complete in time.
     pub async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<Self, Error> {
-        Self::connect_with(endpoint, timeout, timeout, None).await
+        Self::connect_with(endpoint, timeout, timeout, &Credentials::default()).await
     }
 
-    /// As [`Node::connect`], presenting `token` (a node with `--auth-file` requires one).
+    /// As [`Node::connect`], with TLS and a token (a node with `--auth-file` requires one).
     ///
     /// # Errors
     /// As [`Node::connect`]; the node's refusal of the token as [`Error::Kv`]
     /// ([`KvError::Unauthenticated`]).
-    pub async fn connect_with_token(
+    pub async fn connect_with_credentials(
         endpoint: &Endpoint,
         timeout: Duration,
-        token: Option<&str>,
+        creds: &Credentials,
     ) -> Result<Self, Error> {
-        Self::connect_with(endpoint, timeout, timeout, token).await
+        Self::connect_with(endpoint, timeout, timeout, creds).await
     }
 
-    /// Connects within `connect_timeout` (the handshake included); requests take `timeout` by
-    /// default.
+    /// Connects within `connect_timeout` (TLS and the token handshake included); requests
+    /// take `timeout` by default.
     pub(crate) async fn connect_with(
         endpoint: &Endpoint,
         connect_timeout: Duration,
         timeout: Duration,
-        token: Option<&str>,
+        creds: &Credentials,
     ) -> Result<Self, Error> {
         let unreachable = |cause: String| Error::Unreachable {
             endpoint: endpoint.clone(),
             cause,
         };
         let opened = async {
-            let mut stream = crate::net::net()
-                .connect(endpoint.host.clone(), endpoint.port)
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
-            match crate::transport::client_handshake(&mut stream, token).await {
-                Ok(_role) => Ok(stream),
+            match crate::transport::open(&endpoint.host, endpoint.port, creds).await {
+                Ok(stream) => Ok(stream),
                 Err(crate::transport::HandshakeError::Refused(e)) => Err(Error::Kv(e)),
-                Err(crate::transport::HandshakeError::Io(e)) => {
-                    Err(unreachable(format!("handshake failed: {e}")))
-                }
+                Err(crate::transport::HandshakeError::Io(e)) => Err(unreachable(e.to_string())),
             }
         };
         let stream = match tokio::time::timeout(connect_timeout, opened).await {

@@ -35,8 +35,8 @@ pub(crate) struct Pool {
     timeout: Duration,
     /// Connections per node.
     per_node: usize,
-    /// The token presented on every connection.
-    token: Option<String>,
+    /// TLS and the token, on every connection.
+    creds: crate::transport::Credentials,
     /// One per node ever asked; a handful, so a list.
     peers: Mutex<Vec<Arc<Peer>>>,
 }
@@ -55,13 +55,13 @@ impl Pool {
         connect_timeout: Duration,
         timeout: Duration,
         per_node: usize,
-        token: Option<String>,
+        creds: crate::transport::Credentials,
     ) -> Self {
         Self {
             connect_timeout,
             timeout,
             per_node: per_node.max(1),
-            token,
+            creds,
             peers: Mutex::new(Vec::new()),
         }
     }
@@ -120,7 +120,7 @@ impl Peer {
                 ),
             });
         }
-        match Node::connect_with(&self.endpoint, wait, pool.timeout, pool.token.as_deref()).await {
+        match Node::connect_with(&self.endpoint, wait, pool.timeout, &pool.creds).await {
             Ok(node) => {
                 self.slots_mut()[i] = Some(node.clone());
                 *self.down() = None;
