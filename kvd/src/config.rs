@@ -95,9 +95,20 @@ pub struct Args {
     /// behind the master.
     #[arg(long, env = "KVD_READY_MAX_LAG", default_value_t = 10_000)]
     pub ready_max_lag: u64,
-    /// Most open connections from one client IP address.
+    /// Most connections from one client IP address that have not yet authenticated (an
+    /// authenticated connection counts only against --max-connections).
     #[arg(long, env = "KVD_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
     pub max_connections_per_ip: usize,
+    /// Most open connections in all.
+    #[arg(long, env = "KVD_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// A frame (a request), from its first byte, must arrive whole within this time, in
+    /// milliseconds, or its connection is closed.
+    #[arg(long, env = "KVD_FRAME_TIMEOUT_MS", default_value_t = 30_000)]
+    pub frame_timeout_ms: u64,
+    /// A connection with no request arriving for this long, in seconds, is closed.
+    #[arg(long, env = "KVD_IDLE_TIMEOUT_SECS", default_value_t = 600)]
+    pub idle_timeout_secs: u64,
     /// Directory of the log files [default: <data-dir>/logs].
     #[arg(long, env = "KVD_LOG_DIR")]
     pub log_dir: Option<PathBuf>,
@@ -234,6 +245,12 @@ pub struct Config {
     pub log_retention: u64,
     /// Connection cap per client IP.
     pub max_connections_per_ip: usize,
+    /// `--max-connections`.
+    pub max_connections: usize,
+    /// `--frame-timeout-ms`.
+    pub frame_timeout: std::time::Duration,
+    /// `--idle-timeout-secs`.
+    pub idle_timeout: std::time::Duration,
     /// Port of the metrics endpoint (`Some(0)`: the OS picks), `None` when turned off.
     pub metrics_port: Option<u16>,
     /// Lag (operations) under which a replica is ready.
@@ -372,6 +389,21 @@ impl Args {
         if self.max_connections_per_ip == 0 {
             return bad("--max-connections-per-ip must be at least 1".into());
         }
+        if self.max_connections == 0 {
+            return bad("--max-connections must be at least 1".into());
+        }
+        if !(100..=3_600_000).contains(&self.frame_timeout_ms) {
+            return bad(format!(
+                "--frame-timeout-ms={} is out of range: use 100 to 3600000",
+                self.frame_timeout_ms
+            ));
+        }
+        if !(1..=86_400).contains(&self.idle_timeout_secs) {
+            return bad(format!(
+                "--idle-timeout-secs={} is out of range: use 1 to 86400",
+                self.idle_timeout_secs
+            ));
+        }
         if self.log_max_files == 0 {
             return bad("--log-max-files must be at least 1".into());
         }
@@ -456,6 +488,9 @@ impl Args {
             max_value_bytes: self.max_value_bytes,
             log_retention: self.log_retention,
             max_connections_per_ip: self.max_connections_per_ip,
+            max_connections: self.max_connections,
+            frame_timeout: std::time::Duration::from_millis(self.frame_timeout_ms),
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
             metrics_port,
             ready_max_lag: self.ready_max_lag,
             min_acks: self.min_acks,

@@ -326,7 +326,9 @@ pub async fn accept_loop(
     let cfg = node.config();
     let max_frame = server_max_frame_bytes(cfg.max_key_bytes, cfg.max_value_bytes);
     let max_per_ip = cfg.max_connections_per_ip;
+    let max_total = cfg.max_connections;
     let cap = ConnectionCap::default();
+    let total = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => return,
@@ -334,10 +336,17 @@ pub async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
+                use std::sync::atomic::Ordering;
+                if total.load(Ordering::Acquire) >= max_total {
+                    tracing::warn!(%peer, max_total, "connection refused: too many connections (--max-connections)");
+                    continue;
+                }
                 let Some(slot) = cap.acquire(peer.ip(), max_per_ip) else {
-                    tracing::warn!(%peer, max_per_ip, "connection refused: too many connections from this address (--max-connections-per-ip)");
+                    tracing::warn!(%peer, max_per_ip, "connection refused: too many unauthenticated connections from this address (--max-connections-per-ip)");
                     continue;
                 };
+                total.fetch_add(1, Ordering::AcqRel);
+                let counted = Arc::clone(&total);
                 let server = RpcServer {
                     node: node.clone(),
                     role: Role::Admin,
@@ -347,9 +356,9 @@ pub async fn accept_loop(
                 let open = node.metrics().connections.clone();
                 open.inc();
                 tracker.spawn(async move {
-                    serve_connection(stream, peer, server, max_frame, close).await;
+                    serve_connection(stream, peer, server, max_frame, close, slot).await;
                     open.dec();
-                    drop(slot);
+                    counted.fetch_sub(1, Ordering::AcqRel);
                 });
             }
             Err(e) => {
@@ -453,6 +462,7 @@ async fn serve_connection(
     server: RpcServer,
     max_frame: usize,
     close: CancellationToken,
+    unauthenticated: Slot,
 ) {
     let tls = server.node.config().server_tls.clone();
     let mut stream = match tls {
@@ -478,6 +488,15 @@ async fn serve_connection(
     let Some(server) = authenticate(&mut stream, peer, server).await else {
         return;
     };
+    // Authenticated: it no longer counts against its address's cap.
+    drop(unauthenticated);
+    let cfg = server.node.config();
+    let stream: Stream = Box::new(shared::guard::Guarded::new(
+        stream,
+        max_frame,
+        cfg.frame_timeout,
+        cfg.idle_timeout,
+    ));
     let transport = server_transport(stream, max_frame);
     tracing::debug!(%peer, "connection opened");
     let requests = BaseChannel::with_defaults(transport)

@@ -8,6 +8,7 @@
 //! types.rs      request and reply structs, Role, SyncPolicy, NodeStatus
 //! cluster.rs    epochs, log positions, members, hello, failover and promotion plans
 //! error.rs      KvError: a matchable enum with messages that name the limit or the fix
+//! guard.rs      frame and idle timeouts on a node's connections; frames handed on only whole
 //! limits.rs     key/value/frame/page limits and their defaults
 //! routing.rs    shard_for(key, shards): xxh3-64 of the key bytes modulo the shard count
 //! addr.rs       "http://localhost:3000" -> host + port, and --host parsing
@@ -27,6 +28,7 @@ pub mod addr;
 pub mod client;
 pub mod cluster;
 pub mod error;
+pub mod guard;
 pub mod limits;
 pub mod net;
 pub mod proto;

@@ -180,29 +180,53 @@ fn garbage_closes_only_that_connection() {
 }
 
 #[test]
-fn connections_per_address_are_capped() {
+fn unauthenticated_connections_per_address_are_capped_and_authenticated_ones_are_not() {
     let dir = tempfile::tempdir().unwrap();
     let node = NodeProcess::master(dir.path(), 2, &["--max-connections-per-ip=2"]);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (a, b) = rt.block_on(async {
-        (
-            client(&node.endpoint()).await,
-            client(&node.endpoint()).await,
-        )
+    // Three authenticated connections from 127.0.0.1: past the handshake, they do not count.
+    let clients = rt.block_on(async {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            v.push(client(&node.endpoint()).await);
+        }
+        v
     });
     rt.block_on(async {
-        a.status(ctx()).await.unwrap().unwrap();
-        b.status(ctx()).await.unwrap().unwrap();
+        for c in &clients {
+            c.status(ctx()).await.unwrap().unwrap();
+        }
     });
-    // The third connection from 127.0.0.1 is closed at once.
+    // Two that never send their handshake hold the address's cap...
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(node.addr).unwrap())
+        .collect();
+    assert!(
+        node.stdout
+            .wait_for("too many", Duration::from_millis(300))
+            .is_none()
+    );
+    // ...so a third is closed at once, while the authenticated ones keep working.
     let mut third = TcpStream::connect(node.addr).unwrap();
     assert!(closed_by_peer(&mut third), "a third connection was kept");
-    // Closing one frees its slot.
-    drop(a);
+    assert!(
+        node.stdout
+            .wait_for(
+                "too many unauthenticated connections",
+                Duration::from_secs(5)
+            )
+            .is_some()
+    );
+    rt.block_on(async {
+        for c in &clients {
+            c.status(ctx()).await.unwrap().unwrap();
+        }
+    });
+    // Closing the held ones frees the cap.
+    drop(held);
     assert!(
         harness::wait_until(Duration::from_secs(10), || {
             rt.block_on(async {
-                // Refused at the handshake while the cap holds.
                 let ep = shared::addr::parse_endpoint(&node.endpoint(), 3000).unwrap();
                 match shared::transport::connect(&ep, &shared::transport::Credentials::default())
                     .await
@@ -212,11 +236,32 @@ fn connections_per_address_are_capped() {
                 }
             })
         }),
-        "the slot of a closed connection was not freed"
+        "the slots of closed connections were not freed"
     );
-    assert!(
-        node.stdout
-            .wait_for("too many connections", Duration::from_secs(5))
-            .is_some()
+}
+
+/// A frame that stalls half-way, and a connection that goes idle, are closed within their
+/// timeouts; the node keeps serving.
+#[test]
+fn stalled_frames_and_idle_connections_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::master(
+        dir.path(),
+        2,
+        &["--frame-timeout-ms=500", "--idle-timeout-secs=1"],
     );
+    let mut stalled = handshaken(node.addr);
+    // Half of a 1 MiB frame.
+    stalled.write_all(&(1u32 << 20).to_be_bytes()).unwrap();
+    stalled.write_all(&vec![0u8; 1 << 19]).unwrap();
+    let started = Instant::now();
+    assert!(closed_by_peer(&mut stalled), "a stalled frame was kept");
+    let stalled_after = started.elapsed();
+    let mut idle = handshaken(node.addr);
+    let started = Instant::now();
+    assert!(closed_by_peer(&mut idle), "an idle connection was kept");
+    let idle_after = started.elapsed();
+    eprintln!("stalled frame closed after {stalled_after:?}, idle connection after {idle_after:?}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_answers(&node.endpoint(), &rt);
 }
