@@ -12,11 +12,12 @@
 # Certificates are made here with openssl (a throwaway CA in the temporary directory). Tokens and
 # TLS cost once per connection (the handshakes) and per byte (encryption); kvctl bench keeps its
 # connections open, as applications using the client library do, so the run measures the steady
-# state. Builds in release (bench/lib.sh); about 1 minute after the build.
+# state. Builds in release (bench/lib.sh); about 2 minutes after the build.
 #
-# Usage: bench/secure.sh      SECS=5 length of each run
+# Usage: bench/secure.sh      SECS=5 length of each run, ROUNDS=3 runs per node and workload
 set -euo pipefail
 SECS=${SECS:-5}
+ROUNDS=${ROUNDS:-3}
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 build
@@ -51,19 +52,32 @@ run() {  # run NAME OUT ARGS... : kvctl bench against node NAME, JSON to OUT
 
 field() { jq -r "$1" "$2"; }
 
-printf '%-12s %-10s %12s %10s %12s\n' workload node "ops/s" "p99 us" "vs plain"
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+# Rounds alternate the nodes (plain, auth, tls, plain, ...) so that a slow moment of the disk or
+# the machine does not land on one node only; the table shows each node's median.
+for wl in put get; do
+  for round in $(seq "$ROUNDS"); do
+    for name in plain auth tls; do
+      out="$WORK/$wl-$name-$round.json"
+      wait_quiet
+      if [ "$wl" = put ]; then run "$name" "$out" --ratio 1:0; else run "$name" "$out" --ratio 0:1 --prefill; fi
+      errs=$(field .errors.total "$out")
+      [ "$errs" = 0 ] || { echo "$wl on $name: $errs errors"; field .errors "$out"; exit 1; }
+    done
+  done
+done
+
+printf '%-8s %-7s %10s %10s %9s   %s\n' workload node "ops/s" "p99 us" "vs plain" "every round (ops/s)"
 for wl in put get; do
   for name in plain auth tls; do
-    out="$WORK/$wl-$name.json"
-    wait_quiet
-    if [ "$wl" = put ]; then run "$name" "$out" --ratio 1:0; else run "$name" "$out" --ratio 0:1 --prefill; fi
-    ops=$(field .ops_per_sec "$out")
-    p99=$(field .latency_us.p99 "$out")
-    errs=$(field .errors.total "$out")
-    [ "$errs" = 0 ] || { echo "$wl on $name: $errs errors"; field .errors "$out"; exit 1; }
+    all=$(for r in $(seq "$ROUNDS"); do field .ops_per_sec "$WORK/$wl-$name-$r.json"; done)
+    ops=$(echo "$all" | median)
+    p99=$(for r in $(seq "$ROUNDS"); do field .latency_us.p99 "$WORK/$wl-$name-$r.json"; done | median)
     printf -v "OPS_${wl}_$name" '%s' "$ops"
     base_var="OPS_${wl}_plain"
     ratio=$(awk -v a="$ops" -v b="${!base_var}" 'BEGIN { printf "%.2f", a / b }')
-    printf '%-12s %-10s %12.0f %10s %12s\n' "$wl" "$name" "$ops" "$p99" "$ratio"
+    printf '%-8s %-7s %10.0f %10s %9s   %s\n' "$wl" "$name" "$ops" "$p99" "$ratio" \
+      "$(echo "$all" | awk '{ printf "%.0f ", $1 }')"
   done
 done
