@@ -106,6 +106,10 @@ pub struct Args {
     /// milliseconds, or its connection is closed.
     #[arg(long, env = "KVD_FRAME_TIMEOUT_MS", default_value_t = 30_000)]
     pub frame_timeout_ms: u64,
+    /// Most MiB the node holds in requests that have not arrived whole, over all connections;
+    /// a connection whose next bytes would go over is closed. At least one largest request.
+    #[arg(long, env = "KVD_MAX_PARTIAL_FRAMES_MIB", default_value_t = 32)]
+    pub max_partial_frames_mib: usize,
     /// A connection with no request arriving for this long, in seconds, is closed.
     #[arg(long, env = "KVD_IDLE_TIMEOUT_SECS", default_value_t = 600)]
     pub idle_timeout_secs: u64,
@@ -251,6 +255,8 @@ pub struct Config {
     pub frame_timeout: std::time::Duration,
     /// `--idle-timeout-secs`.
     pub idle_timeout: std::time::Duration,
+    /// `--max-partial-frames-mib`, in bytes.
+    pub max_partial_frame_bytes: usize,
     /// Port of the metrics endpoint (`Some(0)`: the OS picks), `None` when turned off.
     pub metrics_port: Option<u16>,
     /// Lag (operations) under which a replica is ready.
@@ -389,6 +395,16 @@ impl Args {
         if self.max_connections_per_ip == 0 {
             return bad("--max-connections-per-ip must be at least 1".into());
         }
+        let largest =
+            shared::limits::server_max_frame_bytes(self.max_key_bytes, self.max_value_bytes);
+        if self.max_partial_frames_mib.saturating_mul(1 << 20) < largest {
+            return bad(format!(
+                "--max-partial-frames-mib={} is below one largest request ({} MiB with \
+                 --max-key-bytes and --max-value-bytes): raise it",
+                self.max_partial_frames_mib,
+                largest.div_ceil(1 << 20)
+            ));
+        }
         if self.max_connections == 0 {
             return bad("--max-connections must be at least 1".into());
         }
@@ -491,6 +507,7 @@ impl Args {
             max_connections: self.max_connections,
             frame_timeout: std::time::Duration::from_millis(self.frame_timeout_ms),
             idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
+            max_partial_frame_bytes: self.max_partial_frames_mib.saturating_mul(1 << 20),
             metrics_port,
             ready_max_lag: self.ready_max_lag,
             min_acks: self.min_acks,

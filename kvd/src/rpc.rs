@@ -329,6 +329,7 @@ pub async fn accept_loop(
     let max_total = cfg.max_connections;
     let cap = ConnectionCap::default();
     let total = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let budget = shared::guard::Budget::new(cfg.max_partial_frame_bytes);
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => return,
@@ -347,6 +348,7 @@ pub async fn accept_loop(
                 };
                 total.fetch_add(1, Ordering::AcqRel);
                 let counted = Arc::clone(&total);
+                let budget = budget.clone();
                 let server = RpcServer {
                     node: node.clone(),
                     role: Role::Admin,
@@ -356,7 +358,7 @@ pub async fn accept_loop(
                 let open = node.metrics().connections.clone();
                 open.inc();
                 tracker.spawn(async move {
-                    serve_connection(stream, peer, server, max_frame, close, slot).await;
+                    serve_connection(stream, peer, server, max_frame, close, slot, budget).await;
                     open.dec();
                     counted.fetch_sub(1, Ordering::AcqRel);
                 });
@@ -463,6 +465,7 @@ async fn serve_connection(
     max_frame: usize,
     close: CancellationToken,
     unauthenticated: Slot,
+    budget: shared::guard::Budget,
 ) {
     let tls = server.node.config().server_tls.clone();
     let mut stream = match tls {
@@ -496,6 +499,7 @@ async fn serve_connection(
         max_frame,
         cfg.frame_timeout,
         cfg.idle_timeout,
+        budget,
     ));
     let transport = server_transport(stream, max_frame);
     tracing::debug!(%peer, "connection opened");
