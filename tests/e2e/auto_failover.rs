@@ -15,7 +15,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use harness::{NodeProcess, Proxy, client, cluster_client, ctx, status, wait_caught_up};
+use harness::{
+    NodeProcess, Proxy, client, cluster_client, ctx, eventually, status, wait_caught_up,
+};
 use serde_bytes::ByteBuf;
 use shared::{KvError, PutRequest, Role, client::Client};
 
@@ -34,22 +36,6 @@ fn dirs(root: &Path, names: &[&str]) -> Vec<PathBuf> {
             d
         })
         .collect()
-}
-
-async fn eventually<F: std::future::Future<Output = bool>>(
-    timeout: Duration,
-    mut cond: impl FnMut() -> F,
-) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// A master and two replicas with automatic failover; the replicas reach the master through

@@ -16,29 +16,13 @@ use std::{
 };
 
 use harness::{
-    NodeProcess, client, cluster, cluster_client, ctx, kvctl, replica_args, status, wait_caught_up,
+    NodeProcess, client, cluster, cluster_client, ctx, eventually, kvctl, replica_args, status,
+    wait_caught_up,
 };
 use serde_bytes::ByteBuf;
 use shared::{KvError, PutRequest, Role, client::Client};
 
 const TIMEOUT: &str = "--replica-timeout-ms=1000";
-
-/// Polls the async `cond` until it holds or `timeout` passes; whether it held.
-async fn eventually<F: std::future::Future<Output = bool>>(
-    timeout: Duration,
-    mut cond: impl FnMut() -> F,
-) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 fn dirs(root: &Path, names: &[&str]) -> Vec<PathBuf> {
     names

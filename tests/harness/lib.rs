@@ -435,6 +435,24 @@ pub fn cluster_client(endpoints: &[String], timeout: Duration) -> shared::client
         .expect("client")
 }
 
+/// Polls the async `cond` until it holds or `timeout` passes; whether it held (the async
+/// sibling of [`wait_until`]).
+pub async fn eventually<F: std::future::Future<Output = bool>>(
+    timeout: Duration,
+    mut cond: impl FnMut() -> F,
+) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The status of the node at `endpoint`.
 pub async fn status(endpoint: &str) -> shared::NodeStatus {
     client(endpoint)
