@@ -494,18 +494,46 @@ async fn serve_connection(
     // Authenticated: it no longer counts against its address's cap.
     drop(unauthenticated);
     let cfg = server.node.config();
-    let stream: Stream = Box::new(shared::guard::Guarded::new(
+    let mut guarded = shared::guard::Guarded::new(
         stream,
         max_frame,
         cfg.frame_timeout,
         cfg.idle_timeout,
         budget,
-    ));
-    let transport = server_transport(stream, max_frame);
+    );
     tracing::debug!(%peer, "connection opened");
-    let requests = BaseChannel::with_defaults(transport)
-        .execute(server.serve())
-        .for_each_concurrent(MAX_CONCURRENT_PER_CONNECTION, |handle| handle);
+    // What serves requests (tarpc's buffers, its response channel, the codec) is built, on the
+    // heap, only once the first request has arrived whole: until then an idle connection
+    // holds its socket, its timer and the guard, a few hundred bytes.
+    let first = tokio::select! {
+        first = guarded.first_frame() => first,
+        () = close.cancelled() => {
+            tracing::debug!(%peer, "connection closed at shutdown");
+            return;
+        }
+    };
+    match first {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::debug!(%peer, "connection closed before a request");
+            return;
+        }
+        Err(e) if guarded.between_frames() => {
+            tracing::debug!(%peer, error = %e, "connection closed before a request");
+            return;
+        }
+        Err(e) => {
+            // A stalled or oversized first frame, or one over the node's budget.
+            tracing::warn!(%peer, error = %e, "connection closed");
+            return;
+        }
+    }
+    let transport = server_transport(Box::new(guarded), max_frame);
+    let requests = Box::pin(
+        BaseChannel::with_defaults(transport)
+            .execute(server.serve())
+            .for_each_concurrent(MAX_CONCURRENT_PER_CONNECTION, |handle| handle),
+    );
     tokio::select! {
         () = requests => tracing::debug!(%peer, "connection closed"),
         () = close.cancelled() => tracing::debug!(%peer, "connection closed at shutdown"),

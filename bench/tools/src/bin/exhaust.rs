@@ -10,7 +10,8 @@
 //!    and `stalled` (default 200) that authenticate, then send the 4-byte header of a
 //!    maximum-size frame (`server_max_frame_bytes` of the default limits) and half its body,
 //!    then nothing more;
-//! 4. meanwhile the same 100 gets, paced the same, on a fresh authenticated connection;
+//! 4. meanwhile the same 100 gets, paced the same, on a fresh authenticated connection (the
+//!    gets run on a thread and runtime of their own, apart from the attacker's tasks);
 //! 5. the peak RSS during the attack, sampled every 100 ms;
 //! 6. when the node closes each attacking connection (a read returns 0 or an error), measured
 //!    from the last byte this tool sent on it;
@@ -70,10 +71,20 @@ struct Args {
     host: String,
     port: u16,
     token: String,
+    token_file: String,
     frame_timeout: Duration,
     idle_timeout: Duration,
     idle: usize,
     stalled: usize,
+}
+
+fn read_token(file: &str) -> anyhow::Result<String> {
+    let token = std::fs::read_to_string(file)
+        .with_context(|| format!("reading {file}"))?
+        .trim()
+        .to_string();
+    ensure!(!token.is_empty(), "{file} is empty");
+    Ok(token)
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -90,11 +101,7 @@ fn parse_args() -> anyhow::Result<Args> {
         .parse()
         .with_context(|| format!("{}: not an IP address", ep.host))?;
     ensure!(ip.is_loopback(), "{ip} is not a loopback address");
-    let token = std::fs::read_to_string(token_file)
-        .with_context(|| format!("reading {token_file}"))?
-        .trim()
-        .to_string();
-    ensure!(!token.is_empty(), "{token_file} is empty");
+    let token = read_token(token_file)?;
     let count = |i: usize, default: usize| -> anyhow::Result<usize> {
         rest.get(i).map_or(Ok(default), |s| {
             s.parse::<usize>()
@@ -107,6 +114,7 @@ fn parse_args() -> anyhow::Result<Args> {
         host: ep.host.clone(),
         port: ep.port,
         token,
+        token_file: token_file.clone(),
         frame_timeout: Duration::from_millis(frame_ms.parse().context("frame timeout")?),
         idle_timeout: Duration::from_secs(idle_secs.parse().context("idle timeout")?),
         idle: count(0, 1_000)?,
@@ -184,6 +192,9 @@ async fn gets(c: &KvClient, key: &[u8], until: Instant) -> anyhow::Result<Gets> 
         let r =
             tokio::time::timeout(Duration::from_secs(10), c.get(ctx(), ByteBuf::from(key))).await;
         let us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
+        if std::env::var_os("EXHAUST_TRACE").is_some() {
+            eprintln!("get {us} us");
+        }
         match r {
             Ok(Ok(Ok(Some(_)))) => hist.saturating_record(us.max(1)),
             _ => failed += 1,
@@ -191,6 +202,34 @@ async fn gets(c: &KvClient, key: &[u8], until: Instant) -> anyhow::Result<Gets> 
         tokio::time::sleep(GET_PACE).await;
     }
     Ok(Gets { hist, failed })
+}
+
+/// Runs the gets on a thread and runtime of their own, as an application apart from the
+/// attacker would: on the attacker's runtime, a get's answer would wait behind the attacker's
+/// own tasks, and the latency measured would be the attacker's, not the node's.
+fn probe(
+    args: &Args,
+    key: Vec<u8>,
+    until: Instant,
+) -> std::thread::JoinHandle<anyhow::Result<Gets>> {
+    let (host, port, creds) = (args.host.clone(), args.port, creds(args));
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("probe runtime")?;
+        rt.block_on(async move {
+            let ep = parse_endpoint(&format!("{host}:{port}"), 3000).map_err(|e| anyhow!("{e}"))?;
+            let c = shared::transport::connect(&ep, &creds)
+                .await
+                .with_context(|| format!("connecting to {ep}"))?;
+            gets(&c, &key, until).await
+        })
+    })
+}
+
+fn joined(h: std::thread::JoinHandle<anyhow::Result<Gets>>) -> anyhow::Result<Gets> {
+    h.join().map_err(|_| anyhow!("the probe thread panicked"))?
 }
 
 /// What became of one attacking connection.
@@ -203,6 +242,34 @@ enum Fate {
     Closed(Duration),
     /// Still open at the deadline.
     Open,
+}
+
+impl Fate {
+    /// One line for the coordinator: `closed SECS`, `sending SECS`, `open`, `failed ERROR`.
+    fn line(&self) -> String {
+        match self {
+            Fate::NotOpened(e) => format!("failed {}", e.replace('\n', " ")),
+            Fate::ClosedWhileSending(d) => format!("sending {}", d.as_secs_f64()),
+            Fate::Closed(d) => format!("closed {}", d.as_secs_f64()),
+            Fate::Open => "open".into(),
+        }
+    }
+
+    fn parse(line: &str) -> anyhow::Result<Self> {
+        let (what, rest) = line.split_once(' ').unwrap_or((line, ""));
+        let secs = || -> anyhow::Result<Duration> {
+            Ok(Duration::from_secs_f64(
+                rest.parse().with_context(|| format!("bad line {line}"))?,
+            ))
+        };
+        Ok(match what {
+            "failed" => Fate::NotOpened(rest.to_string()),
+            "sending" => Fate::ClosedWhileSending(secs()?),
+            "closed" => Fate::Closed(secs()?),
+            "open" => Fate::Open,
+            _ => bail!("bad line {line}"),
+        })
+    }
 }
 
 /// Waits, until `until`, for the node to close `stream`; returns the time since `last`.
@@ -350,8 +417,96 @@ impl Closes {
     }
 }
 
+/// The attacker's niceness (`ATTACKER_NICE`, default 19; 0 runs it at the node's priority).
+fn attacker_nice() -> anyhow::Result<u8> {
+    std::env::var("ATTACKER_NICE").map_or(Ok(19), |v| {
+        v.parse::<u8>()
+            .ok()
+            .filter(|n| *n <= 19)
+            .with_context(|| format!("ATTACKER_NICE={v}: a niceness from 0 to 19"))
+    })
+}
+
+/// Starts the attack in a process of its own (this program, `attack`), at the niceness of
+/// `attacker_nice`: the attacker is a stranger whose CPU is not the node's, as on another
+/// machine; on this one it shares the cores with the node and the probe, and at 19 the
+/// scheduler serves them first. Its stdout is one line per connection: `stalled FATE` or
+/// `idle FATE`.
+fn spawn_attacker(args: &Args) -> anyhow::Result<tokio::process::Child> {
+    let exe = std::env::current_exe().context("this program's path")?;
+    let nice = attacker_nice()?;
+    let mut cmd = tokio::process::Command::new("nice");
+    cmd.arg("-n").arg(nice.to_string()).arg(exe);
+    cmd.arg("attack")
+        .arg(format!("{}:{}", args.host, args.port))
+        .arg(&args.token_file)
+        .arg(args.idle.to_string())
+        .arg(args.stalled.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd.spawn().context("starting the attacker (nice)")
+}
+
+/// `exhaust attack <host:port> <token-file> <idle> <stalled>`: opens the connections, prints
+/// what became of each, and ends by `DEADLINE`.
+async fn attack(rest: &[String]) -> anyhow::Result<()> {
+    let [endpoint, token_file, idle, stalled] = rest else {
+        bail!("usage: exhaust attack <host:port> <token-file> <idle> <stalled>");
+    };
+    let deadline = Instant::now() + DEADLINE;
+    let ep = parse_endpoint(endpoint, 3000).map_err(|e| anyhow!("{endpoint}: {e}"))?;
+    let creds = Credentials {
+        token: Some(read_token(token_file)?),
+        tls: None,
+    };
+    let idle: usize = idle.parse().context("idle count")?;
+    let stalled: usize = stalled.parse().context("stalled count")?;
+    let max_frame = server_max_frame_bytes(DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES);
+    let open_gate = Arc::new(Semaphore::new(OPEN_CONCURRENCY));
+    let send_gate = Arc::new(Semaphore::new(SEND_CONCURRENCY));
+    let mut idle_tasks = JoinSet::new();
+    let mut stalled_tasks = JoinSet::new();
+    // The stalled ones first (their sending is the heavy part), then the idle ones; all are
+    // opened concurrently, OPEN_CONCURRENCY handshakes at a time.
+    for _ in 0..stalled {
+        stalled_tasks.spawn(stalled_conn(
+            ep.host.clone(),
+            ep.port,
+            creds.clone(),
+            max_frame,
+            (Arc::clone(&open_gate), Arc::clone(&send_gate)),
+            deadline,
+        ));
+    }
+    for _ in 0..idle {
+        idle_tasks.spawn(idle_conn(
+            ep.host.clone(),
+            ep.port,
+            creds.clone(),
+            Arc::clone(&open_gate),
+            deadline,
+        ));
+    }
+
+    while let Some(fate) = stalled_tasks.join_next().await {
+        println!(
+            "stalled {}",
+            fate.context("stalled connection task")?.line()
+        );
+    }
+    while let Some(fate) = idle_tasks.join_next().await {
+        println!("idle {}", fate.context("idle connection task")?.line());
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("attack") {
+        return attack(&argv[2..]).await;
+    }
     let args = parse_args()?;
     let start = Instant::now();
     let deadline = start + DEADLINE;
@@ -365,15 +520,14 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("put")?
         .map_err(|e| anyhow!("put refused: {e}"))?;
-    let baseline = gets(&base_client, &key, deadline).await?;
     drop(base_client);
+    let baseline = joined(probe(&args, key.clone(), deadline))?;
 
     // 2. RSS before (after the baseline's connection is gone and a moment of rest).
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_before = rss(args.pid)?;
 
     // 3. The attack, with 5. the RSS sampler and 6. the close watchers.
-    let attack_client = client(&args).await?;
     let attack_start = Instant::now();
     let peak = Arc::new(AtomicU64::new(rss_before));
     let peak_at_ms = Arc::new(AtomicU64::new(0));
@@ -398,43 +552,29 @@ async fn main() -> anyhow::Result<()> {
             }
         })
     };
-    let open_gate = Arc::new(Semaphore::new(OPEN_CONCURRENCY));
-    let send_gate = Arc::new(Semaphore::new(SEND_CONCURRENCY));
-    let mut idle_tasks = JoinSet::new();
-    let mut stalled_tasks = JoinSet::new();
-    // The stalled ones first (their sending is the heavy part), then the idle ones; all are
-    // opened concurrently, OPEN_CONCURRENCY handshakes at a time.
-    for _ in 0..args.stalled {
-        stalled_tasks.spawn(stalled_conn(
-            args.host.clone(),
-            args.port,
-            creds(&args),
-            max_frame,
-            (Arc::clone(&open_gate), Arc::clone(&send_gate)),
-            deadline,
-        ));
-    }
-    for _ in 0..args.idle {
-        idle_tasks.spawn(idle_conn(
-            args.host.clone(),
-            args.port,
-            creds(&args),
-            Arc::clone(&open_gate),
-            deadline,
-        ));
-    }
+    let attacker = spawn_attacker(&args)?;
 
     // 4. Meanwhile, the gets.
-    let attacked = gets(&attack_client, &key, deadline).await?;
+    let attacked = probe(&args, key.clone(), deadline);
+    let attacked = tokio::task::spawn_blocking(move || joined(attacked))
+        .await
+        .context("probe")??;
     let gets_done = attack_start.elapsed();
 
-    let mut stalled = Closes::default();
-    while let Some(fate) = stalled_tasks.join_next().await {
-        stalled.add(fate.context("stalled connection task")?);
-    }
-    let mut idle = Closes::default();
-    while let Some(fate) = idle_tasks.join_next().await {
-        idle.add(fate.context("idle connection task")?);
+    let out = attacker.wait_with_output().await.context("the attacker")?;
+    ensure!(
+        out.status.success(),
+        "the attacker failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (mut stalled, mut idle) = (Closes::default(), Closes::default());
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        match line.split_once(' ') {
+            Some(("stalled", fate)) => stalled.add(Fate::parse(fate)?),
+            Some(("idle", fate)) => idle.add(Fate::parse(fate)?),
+            _ => bail!("the attacker printed {line}"),
+        }
     }
     let all_closed = attack_start.elapsed();
     // Let the sampler see the node after the last close, then stop it.
@@ -444,7 +584,6 @@ async fn main() -> anyhow::Result<()> {
     let peak = peak.load(Ordering::Relaxed);
     let peak_at = Duration::from_millis(peak_at_ms.load(Ordering::Relaxed));
     let rss_after = rss(args.pid).unwrap_or(0);
-    drop(attack_client);
 
     // 7. The table.
     let ratio = if baseline.p(0.99) == 0 {
