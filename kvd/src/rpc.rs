@@ -330,6 +330,9 @@ pub async fn accept_loop(
     let cap = ConnectionCap::default();
     let total = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let budget = shared::guard::Budget::new(cfg.max_partial_frame_bytes);
+    let dropper = crate::blocking::Dropper::start();
+    let admission = Admission::start();
+    let main = tokio::runtime::Handle::current();
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => return,
@@ -346,22 +349,24 @@ pub async fn accept_loop(
                     tracing::warn!(%peer, max_per_ip, "connection refused: too many unauthenticated connections from this address (--max-connections-per-ip)");
                     continue;
                 };
-                total.fetch_add(1, Ordering::AcqRel);
-                let counted = Arc::clone(&total);
-                let budget = budget.clone();
+                let open = OpenConnection::new(node.metrics().connections.clone(), &total);
                 let server = RpcServer {
                     node: node.clone(),
                     role: Role::Admin,
                     name: "".into(),
                 };
-                let close = close_connections.clone();
-                let open = node.metrics().connections.clone();
-                open.inc();
-                tracker.spawn(async move {
-                    serve_connection(stream, peer, server, max_frame, close, slot, budget).await;
-                    open.dec();
-                    counted.fetch_sub(1, Ordering::AcqRel);
-                });
+                let limits = ConnectionLimits {
+                    max_frame,
+                    budget: budget.clone(),
+                    dropper: dropper.clone(),
+                    main: main.clone(),
+                    tracker: tracker.clone(),
+                    close: close_connections.clone(),
+                };
+                tracker.spawn_on(
+                    admit(stream, peer, server, limits, slot, open),
+                    admission.handle(),
+                );
             }
             Err(e) => {
                 // Out of file descriptors and the like: log, back off a little, keep serving.
@@ -458,15 +463,128 @@ async fn authenticate(
     }
 }
 
-async fn serve_connection(
+/// What one connection is served under, shared by all: the largest frame, the node's budget
+/// for unfinished frames, and the thread that closed connections are dropped on.
+struct ConnectionLimits {
+    max_frame: usize,
+    budget: shared::guard::Budget,
+    dropper: crate::blocking::Dropper,
+    /// The runtime requests are served on, once a connection has sent its first whole one.
+    main: tokio::runtime::Handle,
+    tracker: TaskTracker,
+    close: CancellationToken,
+}
+
+/// Counts a connection as open, in the gauge and against `--max-connections`, until dropped.
+struct OpenConnection {
+    gauge: prometheus::IntGauge,
+    total: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl OpenConnection {
+    fn new(gauge: prometheus::IntGauge, total: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        gauge.inc();
+        total.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Self {
+            gauge,
+            total: Arc::clone(total),
+        }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.gauge.dec();
+        self.total.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Where connections are admitted: TLS, the token handshake, and the wait for a first whole
+/// request run on a runtime of their own, one thread at a lower priority
+/// (`blocking::BACKGROUND_NICENESS`), apart from the runtime that serves requests. A burst of
+/// new, stalled or timed-out connections (an attack, or a thousand clients reconnecting at
+/// once) then waits behind the requests of connections already serving, instead of queueing
+/// in front of every request on the serving workers. In the simulation (one runtime per
+/// host), the current runtime.
+struct Admission {
+    handle: tokio::runtime::Handle,
+    /// Ends the admission thread when the accept loop ends (connections in admission are
+    /// dropped with it; those being served are on the main runtime).
+    _stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Admission {
+    fn start() -> Self {
+        let current = || Self {
+            handle: tokio::runtime::Handle::current(),
+            _stop: None,
+        };
+        if crate::blocking::inline() {
+            return current();
+        }
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let started = std::thread::Builder::new()
+            .name("kvd-admission".into())
+            .spawn(move || {
+                crate::blocking::lower_priority();
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => {
+                        let _ = tx.send(Ok(rt.handle().clone()));
+                        rt.block_on(async move {
+                            let _ = stopped.await;
+                        });
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            });
+        let handle = match started {
+            Ok(_) => rx
+                .recv()
+                .map_err(|e| std::io::Error::other(e.to_string()))
+                .and_then(|r| r),
+            Err(e) => Err(e),
+        };
+        match handle {
+            Ok(handle) => Self {
+                handle,
+                _stop: Some(stop),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "no thread for admitting connections: they are admitted on the serving runtime");
+                current()
+            }
+        }
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+}
+
+/// Admits one connection (on the admission runtime): TLS, the token, the first whole request;
+/// then hands it to the main runtime to be served.
+async fn admit(
     stream: Stream,
     peer: SocketAddr,
     server: RpcServer,
-    max_frame: usize,
-    close: CancellationToken,
+    limits: ConnectionLimits,
     unauthenticated: Slot,
-    budget: shared::guard::Budget,
+    open: OpenConnection,
 ) {
+    let ConnectionLimits {
+        max_frame,
+        budget,
+        dropper,
+        main,
+        tracker,
+        close,
+    } = limits;
     let tls = server.node.config().server_tls.clone();
     let mut stream = match tls {
         Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
@@ -494,13 +612,17 @@ async fn serve_connection(
     // Authenticated: it no longer counts against its address's cap.
     drop(unauthenticated);
     let cfg = server.node.config();
-    let mut guarded = shared::guard::Guarded::new(
-        stream,
-        max_frame,
-        cfg.frame_timeout,
-        cfg.idle_timeout,
-        budget,
-    );
+    let mut guarded = {
+        // Its timer on the main runtime's clock, which it goes on using there.
+        let _main = main.enter();
+        shared::guard::Guarded::new(
+            stream,
+            max_frame,
+            cfg.frame_timeout,
+            cfg.idle_timeout,
+            budget,
+        )
+    };
     tracing::debug!(%peer, "connection opened");
     // What serves requests (tarpc's buffers, its response channel, the codec) is built, on the
     // heap, only once the first request has arrived whole: until then an idle connection
@@ -516,26 +638,46 @@ async fn serve_connection(
         Ok(true) => {}
         Ok(false) => {
             tracing::debug!(%peer, "connection closed before a request");
+            dropper.drop_later(guarded);
             return;
         }
         Err(e) if guarded.between_frames() => {
             tracing::debug!(%peer, error = %e, "connection closed before a request");
+            dropper.drop_later(guarded);
             return;
         }
         Err(e) => {
-            // A stalled or oversized first frame, or one over the node's budget.
+            // A stalled or oversized first frame.
             tracing::warn!(%peer, error = %e, "connection closed");
+            dropper.drop_later(guarded);
             return;
         }
     }
+    tracker.spawn_on(
+        serve_requests(guarded, peer, server, max_frame, dropper, close, open),
+        &main,
+    );
+}
+
+/// Serves the requests of an admitted connection (on the main runtime) until it closes.
+async fn serve_requests(
+    guarded: shared::guard::Guarded<Stream>,
+    peer: SocketAddr,
+    server: RpcServer,
+    max_frame: usize,
+    dropper: crate::blocking::Dropper,
+    close: CancellationToken,
+    open: OpenConnection,
+) {
     let transport = server_transport(Box::new(guarded), max_frame);
-    let requests = Box::pin(
+    let mut requests = Box::pin(
         BaseChannel::with_defaults(transport)
             .execute(server.serve())
             .for_each_concurrent(MAX_CONCURRENT_PER_CONNECTION, |handle| handle),
     );
     tokio::select! {
-        () = requests => tracing::debug!(%peer, "connection closed"),
+        () = &mut requests => tracing::debug!(%peer, "connection closed"),
         () = close.cancelled() => tracing::debug!(%peer, "connection closed at shutdown"),
     }
+    dropper.drop_later((requests, open));
 }

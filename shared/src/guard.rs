@@ -52,6 +52,8 @@ pub struct Guarded<S> {
     idle_timeout: Duration,
     /// When the current frame must be complete, or when the idle connection is closed.
     deadline: Pin<Box<Sleep>>,
+    /// The turn this connection gave up after reading `READ_PER_POLL`, until it comes back.
+    yielded: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 /// A frame whose header arrived and whose body has not all arrived.
@@ -94,6 +96,7 @@ impl<S> Guarded<S> {
             frame_timeout,
             idle_timeout,
             deadline: Box::pin(tokio::time::sleep(idle_timeout)),
+            yielded: None,
         }
     }
 
@@ -293,12 +296,24 @@ impl<S: AsyncRead + Unpin> Guarded<S> {
             if !self.ready.is_empty() {
                 return Poll::Ready(Ok(true));
             }
+            if let Some(turn) = self.yielded.as_mut() {
+                std::task::ready!(turn.as_mut().poll(cx));
+                self.yielded = None;
+            }
             if read >= READ_PER_POLL {
-                // Its turn is over: the other connections of this worker (a small request
-                // among them) are served before this one reads on, as Redis reads at most
-                // 16 KiB per client per turn of its event loop.
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
+                // Its turn is over, as Redis reads at most 16 KiB per client per turn of its
+                // event loop: the worker first looks for other sockets that became ready (a
+                // small request among them) and serves them, then this one reads on. Woken at
+                // once instead, it would keep the worker from looking for ready sockets for up
+                // to tokio's 61 polls, milliseconds with a few large frames arriving.
+                let mut turn: Pin<Box<dyn Future<Output = ()> + Send>> =
+                    Box::pin(tokio::task::yield_now());
+                if turn.as_mut().poll(cx).is_pending() {
+                    self.yielded = Some(turn);
+                    return Poll::Pending;
+                }
+                read = 0;
+                continue;
             }
             let polled = if let Some(frame) = self.frame.as_mut() {
                 // Inside a frame's body: straight into its chunk, at most what the frame lacks

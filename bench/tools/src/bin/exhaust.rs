@@ -167,6 +167,17 @@ async fn client(args: &Args) -> anyhow::Result<KvClient> {
         .with_context(|| format!("connecting to {ep}"))
 }
 
+/// With `EXHAUST_TRACE` set, prints `what` on stderr with the wall-clock time in ms (the
+/// attacker's process and this one on one clock).
+fn trace(what: &str) {
+    if std::env::var_os("EXHAUST_TRACE").is_some() {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() % 100_000);
+        eprintln!("{ms:>6} {what}");
+    }
+}
+
 /// Latencies of the gets, in microseconds.
 struct Gets {
     hist: Histogram<u64>,
@@ -192,9 +203,7 @@ async fn gets(c: &KvClient, key: &[u8], until: Instant) -> anyhow::Result<Gets> 
         let r =
             tokio::time::timeout(Duration::from_secs(10), c.get(ctx(), ByteBuf::from(key))).await;
         let us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
-        if std::env::var_os("EXHAUST_TRACE").is_some() {
-            eprintln!("get {us} us");
-        }
+        trace(&format!("get {us} us"));
         match r {
             Ok(Ok(Ok(Some(_)))) => hist.saturating_record(us.max(1)),
             _ => failed += 1,
@@ -280,7 +289,10 @@ async fn watch_close(mut stream: Stream, last: Instant, until: Instant) -> Fate 
     for _ in 0..1_000 {
         match tokio::time::timeout_at(until.into(), stream.read(&mut buf)).await {
             Err(_) => return Fate::Open,
-            Ok(Ok(0) | Err(_)) => return Fate::Closed(last.elapsed()),
+            Ok(Ok(0) | Err(_)) => {
+                trace("closed");
+                return Fate::Closed(last.elapsed());
+            }
             Ok(Ok(_)) => {}
         }
     }
@@ -295,7 +307,10 @@ async fn open(host: &str, port: u16, creds: &Credentials) -> Result<Stream, Stri
     .await
     {
         Err(_) => Err("handshake timed out".into()),
-        Ok(Ok(s)) => Ok(s),
+        Ok(Ok(s)) => {
+            trace("opened");
+            Ok(s)
+        }
         Ok(Err(HandshakeError::Io(e))) => Err(e.to_string()),
         Ok(Err(HandshakeError::Refused(e))) => Err(format!("refused: {e}")),
     }
@@ -443,7 +458,11 @@ fn spawn_attacker(args: &Args) -> anyhow::Result<tokio::process::Child> {
         .arg(args.idle.to_string())
         .arg(args.stalled.to_string())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stderr(if std::env::var_os("EXHAUST_TRACE").is_some() {
+            std::process::Stdio::inherit()
+        } else {
+            std::process::Stdio::piped()
+        })
         .kill_on_drop(true);
     cmd.spawn().context("starting the attacker (nice)")
 }
