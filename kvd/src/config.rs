@@ -107,7 +107,8 @@ pub struct Args {
     #[arg(long, env = "KVD_FRAME_TIMEOUT_MS", default_value_t = 30_000)]
     pub frame_timeout_ms: u64,
     /// Most MiB the node holds in requests that have not arrived whole, over all connections;
-    /// a connection whose next bytes would go over is closed. At least one largest request.
+    /// a request whose next bytes would go over waits, unread, for room (its frame timeout
+    /// still runs). At least one largest request.
     #[arg(long, env = "KVD_MAX_PARTIAL_FRAMES_MIB", default_value_t = 32)]
     pub max_partial_frames_mib: usize,
     /// A connection with no request arriving for this long, in seconds, is closed.

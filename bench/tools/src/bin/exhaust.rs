@@ -10,8 +10,9 @@
 //!    and `stalled` (default 200) that authenticate, then send the 4-byte header of a
 //!    maximum-size frame (`server_max_frame_bytes` of the default limits) and half its body,
 //!    then nothing more;
-//! 4. meanwhile the same 100 gets, paced the same, on a fresh authenticated connection (the
-//!    gets run on a thread and runtime of their own, apart from the attacker's tasks);
+//! 4. meanwhile the same 100 gets, paced the same, by a client connected and served once
+//!    before the attack (the gets run on a thread and runtime of their own, apart from the
+//!    attacker, which runs in a process of its own at niceness 19, `ATTACKER_NICE`);
 //! 5. the peak RSS during the attack, sampled every 100 ms;
 //! 6. when the node closes each attacking connection (a read returns 0 or an error), measured
 //!    from the last byte this tool sent on it;
@@ -216,29 +217,59 @@ async fn gets(c: &KvClient, key: &[u8], until: Instant) -> anyhow::Result<Gets> 
 /// Runs the gets on a thread and runtime of their own, as an application apart from the
 /// attacker would: on the attacker's runtime, a get's answer would wait behind the attacker's
 /// own tasks, and the latency measured would be the attacker's, not the node's.
-fn probe(
-    args: &Args,
-    key: Vec<u8>,
-    until: Instant,
-) -> std::thread::JoinHandle<anyhow::Result<Gets>> {
-    let (host, port, creds) = (args.host.clone(), args.port, creds(args));
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("probe runtime")?;
-        rt.block_on(async move {
-            let ep = parse_endpoint(&format!("{host}:{port}"), 3000).map_err(|e| anyhow!("{e}"))?;
-            let c = shared::transport::connect(&ep, &creds)
-                .await
-                .with_context(|| format!("connecting to {ep}"))?;
-            gets(&c, &key, until).await
-        })
-    })
+///
+/// The client is one already connected and served: it connects and makes one get, not
+/// measured, then waits for `go` before the measured gets (a client that connects during the
+/// attack waits for the node's admission, which serves established clients first; see
+/// docs/security.md).
+struct Probe {
+    thread: std::thread::JoinHandle<anyhow::Result<Gets>>,
+    go: std::sync::mpsc::Sender<()>,
 }
 
-fn joined(h: std::thread::JoinHandle<anyhow::Result<Gets>>) -> anyhow::Result<Gets> {
-    h.join().map_err(|_| anyhow!("the probe thread panicked"))?
+impl Probe {
+    /// Starts the probe and waits until it is connected and served once.
+    fn start(args: &Args, key: Vec<u8>, until: Instant) -> anyhow::Result<Self> {
+        let (host, port, creds) = (args.host.clone(), args.port, creds(args));
+        let (ready_tx, ready) = std::sync::mpsc::channel::<()>();
+        let (go, go_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("probe runtime")?;
+            rt.block_on(async move {
+                let ep =
+                    parse_endpoint(&format!("{host}:{port}"), 3000).map_err(|e| anyhow!("{e}"))?;
+                let c = shared::transport::connect(&ep, &creds)
+                    .await
+                    .with_context(|| format!("connecting to {ep}"))?;
+                c.get(ctx(), ByteBuf::from(key.clone()))
+                    .await
+                    .context("the probe's first get")?
+                    .map_err(|e| anyhow!("the probe's first get: {e}"))?;
+                ready_tx.send(()).context("ready")?;
+                go_rx.recv().context("go")?;
+                gets(&c, &key, until).await
+            })
+        });
+        if ready.recv_timeout(Duration::from_secs(10)).is_err() {
+            return Err(thread
+                .join()
+                .map_err(|_| anyhow!("the probe thread panicked"))?
+                .err()
+                .unwrap_or_else(|| anyhow!("the probe did not connect within 10 s")));
+        }
+        Ok(Self { thread, go })
+    }
+
+    /// Runs the measured gets and returns them.
+    fn run(self) -> anyhow::Result<Gets> {
+        self.go.send(()).context("the probe ended early")?;
+        self.thread
+            .join()
+            .map_err(|_| anyhow!("the probe thread panicked"))?
+    }
 }
 
 /// What became of one attacking connection.
@@ -540,9 +571,14 @@ async fn main() -> anyhow::Result<()> {
         .context("put")?
         .map_err(|e| anyhow!("put refused: {e}"))?;
     drop(base_client);
-    let baseline = joined(probe(&args, key.clone(), deadline))?;
+    let baseline = Probe::start(&args, key.clone(), deadline)?;
+    let baseline = tokio::task::spawn_blocking(move || baseline.run())
+        .await
+        .context("probe")??;
 
-    // 2. RSS before (after the baseline's connection is gone and a moment of rest).
+    // 2. RSS before (after the baseline's connection is gone and a moment of rest, with the
+    // attack's probe connected).
+    let attacked = Probe::start(&args, key.clone(), deadline)?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_before = rss(args.pid)?;
 
@@ -574,8 +610,7 @@ async fn main() -> anyhow::Result<()> {
     let attacker = spawn_attacker(&args)?;
 
     // 4. Meanwhile, the gets.
-    let attacked = probe(&args, key.clone(), deadline);
-    let attacked = tokio::task::spawn_blocking(move || joined(attacked))
+    let attacked = tokio::task::spawn_blocking(move || attacked.run())
         .await
         .context("probe")??;
     let gets_done = attack_start.elapsed();
