@@ -470,16 +470,30 @@ mod tests {
         assert!(e.to_string().contains("over the limit of 8"), "{e}");
     }
 
+    type Side = (tokio::io::DuplexStream, Guarded<tokio::io::DuplexStream>);
+
+    /// Two guarded connections sharing `budget` (frames up to 1 MB, the given frame timeout,
+    /// a 60 s idle timeout), each with the client end that writes to it.
+    fn two_on(budget: &Budget, frame_timeout: Duration) -> (Side, Side) {
+        let one = || {
+            let (client, server) = tokio::io::duplex(1 << 20);
+            let g = Guarded::new(
+                server,
+                1_000_000,
+                frame_timeout,
+                Duration::from_secs(60),
+                budget.clone(),
+            );
+            (client, g)
+        };
+        (one(), one())
+    }
+
     #[tokio::test]
     async fn a_frame_over_the_budget_waits_unread_until_room_is_given_back() {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         let budget = Budget::new(150_000);
-        let (mut a, sa) = tokio::io::duplex(1 << 20);
-        let (mut b, sb) = tokio::io::duplex(1 << 20);
-        let t = Duration::from_secs(30);
-        let idle = Duration::from_secs(60);
-        let mut ga = Guarded::new(sa, 1_000_000, t, idle, budget.clone());
-        let mut gb = Guarded::new(sb, 1_000_000, t, idle, budget.clone());
+        let ((mut a, mut ga), (mut b, mut gb)) = two_on(&budget, Duration::from_secs(30));
         let mut buf = [0u8; 2048];
         // A holds 80 KB of an unfinished 500 KB frame: its chunks (16 KiB free, then 64 KiB)
         // hold 64 KiB of the budget.
@@ -522,12 +536,7 @@ mod tests {
     async fn a_frame_waiting_for_the_budget_still_times_out_and_says_why() {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         let budget = Budget::new(64 * 1024);
-        let (mut a, sa) = tokio::io::duplex(1 << 20);
-        let (mut b, sb) = tokio::io::duplex(1 << 20);
-        let t = Duration::from_secs(2);
-        let idle = Duration::from_secs(60);
-        let mut ga = Guarded::new(sa, 1_000_000, t, idle, budget.clone());
-        let mut gb = Guarded::new(sb, 1_000_000, t, idle, budget.clone());
+        let ((mut a, mut ga), (mut b, mut gb)) = two_on(&budget, Duration::from_secs(2));
         let mut buf = [0u8; 64];
         a.write_all(&500_000u32.to_be_bytes()).await.expect("write");
         a.write_all(&vec![1u8; 80_000]).await.expect("write");

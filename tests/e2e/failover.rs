@@ -123,11 +123,10 @@ impl Load {
     }
 
     async fn until_acked(&self, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.acked() < n {
-            assert!(Instant::now() < deadline, "load did not reach {n} writes");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        assert!(
+            harness::eventually(Duration::from_secs(60), || async { self.acked() >= n }).await,
+            "load did not reach {n} writes"
+        );
     }
 }
 

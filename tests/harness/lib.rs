@@ -355,8 +355,8 @@ pub async fn wait_caught_up(
     timeout: Duration,
 ) -> shared::ClusterStatus {
     let c = client(master).await;
-    let deadline = Instant::now() + timeout;
-    loop {
+    let last = std::sync::Mutex::new(None);
+    let caught_up = eventually(timeout, || async {
         let status = c
             .cluster_status(ctx())
             .await
@@ -366,15 +366,16 @@ pub async fn wait_caught_up(
             && status.replicas.iter().all(|r| {
                 r.link == shared::LinkState::Up && r.shards.iter().all(|s| s.ops_behind == 0)
             });
-        if done {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "replicas did not catch up within {timeout:?}: {status:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        *last.lock().unwrap() = Some(status);
+        done
+    })
+    .await;
+    let status = last.into_inner().unwrap().expect("at least one status");
+    assert!(
+        caught_up,
+        "replicas did not catch up within {timeout:?}: {status:#?}"
+    );
+    status
 }
 
 /// The value of `name` (e.g. `listen=`) in a log line.
