@@ -93,19 +93,31 @@ impl Dropper {
 
 /// The niceness of the threads that do the node's background work for connections (admitting
 /// them, dropping closed ones): under contention the scheduler gives the workers that serve
-/// requests about ten times their share, and wakes them first.
+/// requests about ten times their share.
 pub const BACKGROUND_NICENESS: i32 = 10;
 
-/// Lowers the calling thread to `BACKGROUND_NICENESS` (Linux niceness is per thread); logs a
-/// WARN and goes on at the normal priority if the OS refuses.
+/// Lowers the calling thread to `BACKGROUND_NICENESS` and Linux's batch policy (both per
+/// thread); logs a WARN and goes on at the normal priority if the OS refuses.
+///
+/// Batch because niceness alone does not keep such a thread from delaying a serving worker:
+/// measured with `perf sched timehist` under `bench/exhaust.sh`, a worker woken on the core of
+/// the busy admission thread at niceness 10 waited 3.3 ms, a whole scheduler tick, before it
+/// ran (the kernel lets the running thread finish its slice). A batch thread does not preempt
+/// on wakeup either: it takes its share when a core is free or at the tick.
 pub fn lower_priority() {
-    use thread_priority::{ThreadPriority, ThreadPriorityValue};
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadPriorityValue, ThreadSchedulePolicy,
+    };
     // The crate maps 0..=99 onto niceness 19..=-20; 22 is niceness 10.
     let set = ThreadPriorityValue::try_from(22u8)
         .map_err(|e| e.to_string())
         .and_then(|v| {
-            thread_priority::set_current_thread_priority(ThreadPriority::Crossplatform(v))
-                .map_err(|e| format!("{e:?}"))
+            thread_priority::set_thread_priority_and_policy(
+                thread_priority::thread_native_id(),
+                ThreadPriority::Crossplatform(v),
+                ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch),
+            )
+            .map_err(|e| format!("{e:?}"))
         });
     if let Err(e) = set {
         tracing::warn!(error = %e, "cannot lower a background thread's priority: it competes with the serving workers");
@@ -114,29 +126,42 @@ pub fn lower_priority() {
 
 #[cfg(test)]
 mod tests {
-    /// The niceness of the calling thread, from /proc (field 19 of its stat line).
-    fn niceness() -> i32 {
+    /// The niceness and scheduling policy of the calling thread, from /proc (fields 19 and 41
+    /// of its stat line).
+    fn niceness_and_policy() -> (i32, u32) {
         let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("stat");
-        // The command name, in parentheses, may hold spaces: count from after it.
-        let after = &stat[stat.rfind(')').expect("comm") + 2..];
-        after
+        // The command name, in parentheses, may hold spaces: count from after it (field 3).
+        let after: Vec<&str> = stat[stat.rfind(')').expect("comm") + 2..]
             .split_whitespace()
-            .nth(16)
-            .expect("nice field")
-            .parse()
-            .expect("a number")
+            .collect();
+        (
+            after[19 - 3].parse().expect("nice, a number"),
+            after[41 - 3].parse().expect("policy, a number"),
+        )
     }
 
+    /// Linux's SCHED_OTHER and SCHED_BATCH.
+    const NORMAL: u32 = 0;
+    const BATCH: u32 = 3;
+
     #[test]
-    fn a_background_thread_runs_at_niceness_10() {
+    fn a_background_thread_runs_at_niceness_10_as_batch() {
         let (before, after) = std::thread::spawn(|| {
-            let before = niceness();
+            let before = niceness_and_policy();
             super::lower_priority();
-            (before, niceness())
+            (before, niceness_and_policy())
         })
         .join()
         .expect("thread");
-        assert_eq!(after, super::BACKGROUND_NICENESS, "from {before}");
-        assert_eq!(niceness(), before, "only the thread that asked is lowered");
+        assert_eq!(
+            after,
+            (super::BACKGROUND_NICENESS, BATCH),
+            "from {before:?}"
+        );
+        assert_eq!(
+            niceness_and_policy(),
+            (before.0, NORMAL),
+            "only the thread that asked is lowered"
+        );
     }
 }

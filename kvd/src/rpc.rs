@@ -21,7 +21,7 @@ use std::{
 
 use futures::StreamExt;
 use serde_bytes::ByteBuf;
-use shared::net::{Listener, Stream};
+use shared::net::{Conn as _, Listener, Stream};
 use shared::{
     ClusterStatus, Digest, JoinReply, JoinRequest, Kv, KvError, MputRequest, NodeStatus, PullReply,
     PullRequest, PutRequest, ScanPage, ScanRequest, SnapshotPage, SnapshotRequest, Version,
@@ -316,6 +316,12 @@ impl Drop for Slot {
 
 /// Accepts connections until `stop` is cancelled; each runs in a task of `tracker` until it
 /// ends or `close_connections` is cancelled.
+///
+/// Connections are accepted and admitted on the admission runtime ([`Admission`]): the
+/// listener, every new socket and its timer belong to that runtime's driver until the
+/// connection has sent its first whole request, and only then move to the runtime that called
+/// this, which serves the requests. An attack of new, idle or stalled connections then never
+/// wakes the serving workers.
 pub async fn accept_loop(
     listener: Listener,
     node: Node,
@@ -323,6 +329,34 @@ pub async fn accept_loop(
     close_connections: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let admission = Admission::start();
+    let main = tokio::runtime::Handle::current();
+    let accepting = admission.handle().spawn(accept_on_admission(
+        listener,
+        node,
+        stop,
+        close_connections,
+        tracker,
+        main,
+    ));
+    if let Err(e) = accepting.await {
+        tracing::error!(error = %e, "the accept loop ended: no new connections are taken");
+    }
+}
+
+/// The accept loop, on the admission runtime; connections are served on `main`.
+async fn accept_on_admission(
+    mut listener: Listener,
+    node: Node,
+    stop: CancellationToken,
+    close_connections: CancellationToken,
+    tracker: TaskTracker,
+    main: tokio::runtime::Handle,
+) {
+    if let Err(e) = listener.rehome() {
+        tracing::error!(error = %e, "the listener could not move to the admission runtime: no new connections are taken");
+        return;
+    }
     let cfg = node.config();
     let max_frame = server_max_frame_bytes(cfg.max_key_bytes, cfg.max_value_bytes);
     let max_per_ip = cfg.max_connections_per_ip;
@@ -331,8 +365,6 @@ pub async fn accept_loop(
     let total = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let budget = shared::guard::Budget::new(cfg.max_partial_frame_bytes);
     let dropper = crate::blocking::Dropper::start();
-    let admission = Admission::start();
-    let main = tokio::runtime::Handle::current();
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => return,
@@ -363,10 +395,7 @@ pub async fn accept_loop(
                     tracker: tracker.clone(),
                     close: close_connections.clone(),
                 };
-                tracker.spawn_on(
-                    admit(stream, peer, server, limits, slot, open),
-                    admission.handle(),
-                );
+                tracker.spawn(admit(stream, peer, server, limits, slot, open));
             }
             Err(e) => {
                 // Out of file descriptors and the like: log, back off a little, keep serving.
@@ -499,9 +528,12 @@ impl Drop for OpenConnection {
     }
 }
 
-/// Where connections are admitted: TLS, the token handshake, and the wait for a first whole
-/// request run on a runtime of their own, one thread at a lower priority
-/// (`blocking::BACKGROUND_NICENESS`), apart from the runtime that serves requests. A burst of
+/// Where connections are admitted: the accept loop, TLS, the token handshake, and the wait for
+/// a first whole request run on a runtime of their own, one thread at a lower priority
+/// (`blocking::lower_priority`), apart from the runtime that serves requests. The sockets and
+/// timers of connections in admission belong to this runtime's driver, so their events never
+/// wake a serving worker; a connection moves to the serving runtime (`Conn::rehome`) with its
+/// first whole request. A burst of
 /// new, stalled or timed-out connections (an attack, or a thousand clients reconnecting at
 /// once) then waits behind the requests of connections already serving, instead of queueing
 /// in front of every request on the serving workers. In the simulation (one runtime per
@@ -612,17 +644,13 @@ async fn admit(
     // Authenticated: it no longer counts against its address's cap.
     drop(unauthenticated);
     let cfg = server.node.config();
-    let mut guarded = {
-        // Its timer on the main runtime's clock, which it goes on using there.
-        let _main = main.enter();
-        shared::guard::Guarded::new(
-            stream,
-            max_frame,
-            cfg.frame_timeout,
-            cfg.idle_timeout,
-            budget,
-        )
-    };
+    let mut guarded = shared::guard::Guarded::new(
+        stream,
+        max_frame,
+        cfg.frame_timeout,
+        cfg.idle_timeout,
+        budget,
+    );
     tracing::debug!(%peer, "connection opened");
     // What serves requests (tarpc's buffers, its response channel, the codec) is built, on the
     // heap, only once the first request has arrived whole: until then an idle connection
@@ -652,6 +680,16 @@ async fn admit(
             dropper.drop_later(guarded);
             return;
         }
+    }
+    // Its socket and timer to the serving runtime's driver, then the connection itself.
+    let moved = {
+        let _main = main.enter();
+        guarded.rehome()
+    };
+    if let Err(e) = moved {
+        tracing::warn!(%peer, error = %e, "connection closed: it could not move to the serving runtime");
+        dropper.drop_later(guarded);
+        return;
     }
     tracker.spawn_on(
         serve_requests(guarded, peer, server, max_frame, dropper, close, open),

@@ -392,6 +392,15 @@ impl<S: AsyncRead + Unpin> Guarded<S> {
     }
 }
 
+impl<S: crate::net::Conn> crate::net::Conn for Guarded<S> {
+    /// The socket and the deadline's timer, both to the current runtime.
+    fn rehome(&mut self) -> std::io::Result<()> {
+        self.inner.rehome()?;
+        self.deadline = Box::pin(tokio::time::sleep_until(self.deadline.deadline()));
+        Ok(())
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,

@@ -3,7 +3,7 @@
 
 use std::{io, net::SocketAddr};
 
-use shared::net::{Accept, BoxFuture, Listener, Network, Stream};
+use shared::net::{Accept, BoxFuture, Listener, Network, Stream, Virtual};
 
 /// Turmoil's TCP, installed as the process's network by the simulation.
 pub struct Turmoil;
@@ -14,7 +14,7 @@ impl Accept for SimAccept {
     fn accept(&self) -> BoxFuture<'_, io::Result<(Stream, SocketAddr)>> {
         Box::pin(async move {
             let (stream, peer) = self.0.accept().await?;
-            Ok((Box::new(stream) as Stream, peer))
+            Ok((Box::new(Virtual(stream)) as Stream, peer))
         })
     }
 
@@ -31,7 +31,7 @@ impl Network for Turmoil {
     fn connect(&self, host: String, port: u16) -> BoxFuture<'static, io::Result<Stream>> {
         Box::pin(async move {
             let stream = turmoil::net::TcpStream::connect((host, port)).await?;
-            Ok(Box::new(stream) as Stream)
+            Ok(Box::new(Virtual(stream)) as Stream)
         })
     }
 

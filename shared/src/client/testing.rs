@@ -783,7 +783,7 @@ pub async fn serve(mut fake: Fake) -> Endpoint {
                 },
                 _ = down.wait_for(|d| *d) => break,
             };
-            let mut stream: crate::net::Stream = Box::new(stream);
+            let mut stream: crate::net::Stream = Box::new(crate::net::TcpConn::from(stream));
             // A fake takes every token, as a node without --auth-file does.
             if crate::transport::read_hello(&mut stream).await.is_err() {
                 continue;
