@@ -420,9 +420,13 @@ async fn a_thawed_master_is_fenced_and_its_writes_go_to_rollback_only() {
         .unwrap();
     }
     // A client keeps writing to the old master directly (no failover following), acks=0.
+    let sending = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
         let ep = a.endpoint();
+        let sending = std::sync::Arc::clone(&sending);
         tokio::spawn(async move {
+            // Its connection and first write wait on the frozen master until SIGCONT.
+            sending.store(true, std::sync::atomic::Ordering::SeqCst);
             let node = shared::client::Node::connect(
                 &shared::addr::parse_endpoint(&ep, 3000).unwrap(),
                 Duration::from_secs(30),
@@ -452,7 +456,14 @@ async fn a_thawed_master_is_fenced_and_its_writes_go_to_rollback_only() {
             (acked, last_ack)
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        harness::eventually(Duration::from_secs(10), || {
+            let sending = std::sync::Arc::clone(&sending);
+            async move { sending.load(std::sync::atomic::Ordering::SeqCst) }
+        })
+        .await,
+        "the writer started"
+    );
     let thawed = Instant::now();
     a.thaw();
     let (acked, last_ack) = writer.await.unwrap();
