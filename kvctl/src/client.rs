@@ -674,8 +674,10 @@ mod tests {
             ..Fake::default()
         })
         .await;
+        // Time enough for both fakes to answer on a loaded machine (0.3 s was not, under CI);
+        // the client looks for a master until its timeout, so the test takes that long.
         let e = Error::from(
-            client_of(&[&replica], Duration::from_millis(300))
+            client_of(&[&replica], Duration::from_secs(2))
                 .delete(b"k")
                 .await
                 .expect_err("no master"),
