@@ -18,6 +18,7 @@
 
 pub mod error;
 pub mod format;
+pub mod log;
 pub mod meta;
 pub mod shard;
 pub mod writer;

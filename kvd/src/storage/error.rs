@@ -51,6 +51,26 @@ pub enum StorageError {
     /// The shard's writer has stopped (shutdown).
     #[error("the writer of shard {0} has stopped")]
     Stopped(u32),
+    /// A frame of the log is damaged before its tail: the node does not start on it.
+    #[error(
+        "the log is damaged in {file} at offset {offset}: {detail}; kvd does not skip it. \
+         Restore this node from a replica (start it on an empty --data-dir with --replica) \
+         or move the file aside knowing that the writes in it are lost"
+    )]
+    LogDamaged {
+        /// The segment.
+        file: PathBuf,
+        /// Where the bad frame starts.
+        offset: u64,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Nothing was written for lack of disk space; writes resume once space is freed.
+    #[error("the disk is full: {0}")]
+    DiskFull(String),
+    /// A write or fsync of the log failed: what it held may or may not be on disk.
+    #[error("the log failed ({0}); the outcome of the writes in that commit is unknown")]
+    LogFailed(String),
     /// A stored record does not decode.
     #[error("corrupt record in {what}: {detail}")]
     Corrupt {
