@@ -64,8 +64,10 @@ pub struct Args {
     /// Largest value accepted, in bytes.
     #[arg(long, env = "KVD_MAX_VALUE_BYTES", default_value_t = limits::DEFAULT_MAX_VALUE_BYTES)]
     pub max_value_bytes: usize,
-    /// Replication log records kept per shard; a replica further behind resyncs fully.
-    #[arg(long, env = "KVD_LOG_RETENTION", default_value_t = 1_000_000)]
+    /// Bytes of the node's log kept on disk (a size: `512MiB`, `2GiB`), in whole segments of
+    /// an eighth of it (1 to 64 MiB); a replica further behind than the log reaches resyncs
+    /// fully.
+    #[arg(long, env = "KVD_LOG_RETENTION", default_value = "256MiB", value_parser = parse_size)]
     pub log_retention: u64,
     /// Replicas that must acknowledge a write before it is acknowledged, when the write does
     /// not ask for a number itself.
@@ -246,7 +248,7 @@ pub struct Config {
     pub max_key_bytes: usize,
     /// Value limit.
     pub max_value_bytes: usize,
-    /// Log records kept per shard.
+    /// Bytes of log kept (`--log-retention`).
     pub log_retention: u64,
     /// Connection cap per client IP.
     pub max_connections_per_ip: usize,
@@ -307,6 +309,16 @@ pub struct LogConfig {
 
 /// Most shards a node may have.
 pub const MAX_SHARDS: u32 = 1024;
+/// The least `--log-retention`.
+pub const MIN_LOG_RETENTION: u64 = 256 << 10;
+
+/// Parses a size such as `512MiB`, `2GiB` or `1048576` (bytes).
+fn parse_size(raw: &str) -> Result<u64, String> {
+    raw.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("{raw:?} is not a size ({e}); write it like 512MiB or 2GiB"))
+}
 /// Largest value limit a node may be given (frames must stay below the client's maximum).
 pub const MAX_VALUE_LIMIT: usize = 64 * 1024 * 1024;
 /// Largest key limit (the engine's own bound is 64 KiB).
@@ -372,8 +384,12 @@ impl Args {
                 self.max_value_bytes
             ));
         }
-        if self.log_retention == 0 {
-            return bad("--log-retention must be at least 1".into());
+        if self.log_retention < MIN_LOG_RETENTION {
+            return bad(format!(
+                "--log-retention={} is too small: use at least 256KiB (the log keeps \
+                 whole segments of an eighth of it, at least 32 KiB)",
+                bytesize::ByteSize::b(self.log_retention).display().iec()
+            ));
         }
         if self.acks_timeout_ms == 0 || self.acks_timeout_ms > 3_600_000 {
             return bad(format!(

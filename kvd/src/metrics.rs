@@ -627,8 +627,16 @@ async fn metrics(State(node): State<Node>) -> impl IntoResponse {
     }
 }
 
-async fn health() -> impl IntoResponse {
-    (StatusCode::OK, Json(serde_json::json!({ "status": "ok" })))
+/// 200 while the node can take writes; 503 with the reason when its storage cannot (the disk
+/// is nearly full, or the log failed).
+async fn health(State(node): State<Node>) -> impl IntoResponse {
+    match node.storage_problem() {
+        None => (StatusCode::OK, Json(serde_json::json!({ "status": "ok" }))),
+        Some((status, reason)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": status, "reason": reason })),
+        ),
+    }
 }
 
 async fn ready(State(node): State<Node>) -> impl IntoResponse {

@@ -70,6 +70,10 @@ struct Inner {
     /// Keeps other processes off the data directory while the node lives.
     _lock: DirLock,
     shards: Vec<Shard>,
+    /// The node's one log (journal and replication log of every shard).
+    log: Arc<crate::storage::log::Log>,
+    /// Refuses writes while the disk is nearly full.
+    space: Arc<crate::storage::DiskSpace>,
     started: Instant,
     advertised: String,
     shutting_down: AtomicBool,
@@ -144,7 +148,20 @@ impl Node {
                 detail,
             }
         })?;
-        let (meta, lock) = NodeMeta::open(&cfg.data_dir, cfg.shards, cfg.data_dir_is_default)?;
+        let (mut meta, lock) = NodeMeta::open(&cfg.data_dir, cfg.shards, cfg.data_dir_is_default)?;
+        if meta.format < crate::storage::meta::FORMAT {
+            crate::storage::migrate::run(&cfg.data_dir, &mut meta, cfg.log_retention)?;
+        }
+        let log = Arc::new(crate::storage::open_log(
+            &cfg.data_dir,
+            cfg.shards,
+            cfg.log_retention,
+            cfg.sync == shared::SyncPolicy::Always,
+        )?);
+        let space = Arc::new(crate::storage::DiskSpace::new(
+            &cfg.data_dir,
+            crate::storage::reserve_for(&log),
+        ));
         let fence = Arc::new(AtomicU64::new(0));
         let mut shards = Vec::with_capacity(cfg.shards as usize);
         let mut resyncing = Vec::with_capacity(cfg.shards as usize);
@@ -153,14 +170,14 @@ impl Node {
             let store = Arc::new(ShardStore::open(
                 &NodeMeta::shard_dir(&cfg.data_dir, id),
                 id,
+                Arc::clone(&log),
             )?);
             resyncing.push(store.resync_pending()?);
             let writer = WriterHandle::spawn(
                 Arc::clone(&store),
-                cfg.sync,
-                cfg.log_retention,
                 Some(metrics.shard(id)),
                 Arc::clone(&fence),
+                Arc::clone(&space),
             )?;
             has_data |= *writer.last_seq().borrow() > 0;
             shards.push(Shard { store, writer });
@@ -195,6 +212,8 @@ impl Node {
                 meta,
                 _lock: lock,
                 shards,
+                log,
+                space,
                 started: Instant::now(),
                 advertised,
                 shutting_down: AtomicBool::new(false),
@@ -465,6 +484,9 @@ impl Node {
     /// # Errors
     /// A short reason when it cannot.
     pub fn readiness(&self) -> Result<(), String> {
+        if let Some((_, reason)) = self.storage_problem() {
+            return Err(reason);
+        }
         let view = self.inner.cluster.view();
         if view.role == Role::Master {
             return match view.gate {
@@ -523,6 +545,15 @@ impl Node {
     /// The master's refusal of this replica for good (shard count, duplicate id).
     pub async fn run_background(&self) -> Result<(), KvError> {
         runtime::start(self).await;
+        tokio::spawn(Self::keep_log(
+            Arc::clone(&self.inner.log),
+            self.inner
+                .shards
+                .iter()
+                .map(|s| Arc::clone(&s.store))
+                .collect(),
+            self.inner.cancel.child_token(),
+        ));
         if self.inner.cfg.auto_failover {
             let node = self.clone();
             let cancel = self.inner.cancel.child_token();
@@ -538,6 +569,58 @@ impl Node {
         match fatal {
             Some(e) => Err(e),
             None => Ok(()),
+        }
+    }
+
+    /// Why the node's storage cannot take writes, if it cannot: `("disk_full", why)` while the
+    /// disk is nearly full (it recovers by itself once space is freed), `("log_failed", why)`
+    /// after a failed write or fsync of the log (it needs a restart).
+    #[must_use]
+    pub fn storage_problem(&self) -> Option<(&'static str, String)> {
+        if let Some(why) = self.inner.log.broken() {
+            return Some((
+                "log_failed",
+                format!("a write or fsync of the log failed ({why}); restart kvd"),
+            ));
+        }
+        self.inner.space.refuses().map(|why| ("disk_full", why))
+    }
+
+    /// The node's log.
+    #[must_use]
+    pub fn log(&self) -> &crate::storage::log::Log {
+        &self.inner.log
+    }
+
+    /// Keeps the log within its retention and a spare segment ready, off the commit path.
+    async fn keep_log(
+        log: Arc<crate::storage::log::Log>,
+        stores: Vec<Arc<ShardStore>>,
+        cancel: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_error = None::<String>;
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let (log, stores) = (Arc::clone(&log), stores.clone());
+            let done = crate::blocking::run(move || crate::storage::maintain(&log, &stores)).await;
+            let error = match done {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if error != last_error {
+                match &error {
+                    Some(e) => tracing::warn!(error = %e, "log upkeep failed; it is tried again"),
+                    None if last_error.is_some() => tracing::info!("log upkeep works again"),
+                    None => {}
+                }
+                last_error = error;
+            }
         }
     }
 

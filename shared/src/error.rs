@@ -141,6 +141,26 @@ pub enum KvError {
         /// What the engine said.
         message: String,
     },
+    /// The disk of the node's data directory is (nearly) full: the write was not made. Writes
+    /// resume by themselves once space is freed.
+    #[error("shard {shard} did not take the write: {message}")]
+    DiskFull {
+        /// The shard.
+        shard: u32,
+        /// Why, with how much is free and what to do.
+        message: String,
+    },
+    /// The node's commit of the write failed half-way: it may or may not be durable. Read the
+    /// key to find out.
+    #[error(
+        "the outcome of the write on shard {shard} is unknown: {message}; read the key to find out"
+    )]
+    WriteOutcomeUnknown {
+        /// The shard.
+        shard: u32,
+        /// What failed.
+        message: String,
+    },
     /// The node is shutting down and takes no new requests; retry against it once restarted.
     #[error("the node is shutting down; retry once it is back")]
     ShuttingDown,

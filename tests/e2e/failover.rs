@@ -651,7 +651,7 @@ async fn membership_survives_restarts_and_a_new_directory_is_not_followed() {
 async fn refusals_name_the_cause() {
     let root = tempfile::tempdir().unwrap();
     let d = dirs(root.path(), &["a", "r", "late"]);
-    let a = NodeProcess::master(&d[0], 2, &[TIMEOUT, "--log-retention=10"]);
+    let a = NodeProcess::master(&d[0], 2, &[TIMEOUT, "--log-retention=256KiB"]);
     let fail = |out: std::process::Output, want: &str| {
         let err = String::from_utf8_lossy(&out.stderr).to_string();
         assert_ne!(out.status.code(), Some(0), "{err}");

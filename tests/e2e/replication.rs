@@ -226,7 +226,7 @@ fn killed_replica_catches_up_by_partial_resync() {
 #[test]
 fn replica_behind_retention_resyncs_fully_while_writes_continue() {
     let dir = tempfile::tempdir().unwrap();
-    let master = NodeProcess::master(&dir.path().join("m"), 2, &["--log-retention=100"]);
+    let master = NodeProcess::master(&dir.path().join("m"), 2, &["--log-retention=256KiB"]);
     let m = master.endpoint();
     let mut replica = NodeProcess::replica(&dir.path().join("r"), 2, &m, &[]);
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -235,8 +235,8 @@ fn replica_behind_retention_resyncs_fully_while_writes_continue() {
         wait_caught_up(&m, 1, Duration::from_secs(60)).await;
     });
     replica.terminate();
-    // Far past the master's 100-record retention on every shard.
-    rt.block_on(put_range(&m, "b", 0..3000));
+    // Far past the master's 256 KiB of log (about 4,000 entries of these keys).
+    rt.block_on(put_range(&m, "b", 0..8000));
     // Writes keep going while the replica restarts and copies every shard.
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(AtomicU32::new(0));
@@ -286,7 +286,7 @@ fn replica_behind_retention_resyncs_fully_while_writes_continue() {
                 .all(|s| s.full_resyncs >= 1),
             "every shard needed a full resync: {status:#?}"
         );
-        assert_all_readable(&r, "b", 0..3000).await;
+        assert_all_readable(&r, "b", 0..8000).await;
         assert_all_readable(&r, "c", 0..written).await;
     });
     verify(&m);

@@ -14,6 +14,8 @@ use crate::cluster::history::EpochHistory;
 pub const META_LAST_SEQ: &[u8] = b"last_seq";
 /// `meta` key holding the number of live keys (u64 big-endian).
 pub const META_KEYS: &[u8] = b"keys";
+/// `meta` key holding the lsn of the last frame of the node's log applied to this shard's data.
+pub const META_APPLIED: &[u8] = b"applied_lsn";
 /// `meta` key present while a full resync of the shard is incomplete.
 pub const META_RESYNC: &[u8] = b"resync";
 /// `meta` key holding the shard's epoch history (bincode of `Vec<EpochStart>`); absent in a
@@ -82,6 +84,94 @@ pub struct LogRecord {
     pub time_ms: u64,
     /// What was done.
     pub op: LogOp,
+}
+
+/// A [`LogOp`] over borrowed bytes: encodes to exactly the same bytes, without copying the key
+/// and the value first.
+#[derive(Serialize)]
+pub enum LogOpRef<'a> {
+    /// See [`LogOp::Put`].
+    Put {
+        /// The key.
+        key: &'a serde_bytes::Bytes,
+        /// The value.
+        value: &'a serde_bytes::Bytes,
+    },
+    /// See [`LogOp::Delete`].
+    Delete {
+        /// The key.
+        key: &'a serde_bytes::Bytes,
+    },
+}
+
+/// A [`LogRecord`] over borrowed bytes (same encoding).
+#[derive(Serialize)]
+pub struct LogRecordRef<'a> {
+    /// See [`LogRecord::epoch`].
+    pub epoch: u64,
+    /// See [`LogRecord::time_ms`].
+    pub time_ms: u64,
+    /// See [`LogRecord::op`].
+    pub op: LogOpRef<'a>,
+}
+
+impl LogRecordRef<'_> {
+    /// Appends the record's encoding to `out`.
+    ///
+    /// # Errors
+    /// Never in practice (bincode into a `Vec`).
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), StorageError> {
+        options()
+            .serialize_into(out, self)
+            .map_err(|e| StorageError::Corrupt {
+                what: "log",
+                detail: e.to_string(),
+            })
+    }
+}
+
+/// The payload of a `Truncate` frame: every key the cut entries touched, as it is after the cut.
+pub type TruncatePayload = Vec<(ByteBuf, Option<(u64, ByteBuf)>)>;
+
+/// The payload of a `Loaded` frame: the shard's key count and epoch history at the copy's end.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LoadedPayload {
+    /// Live keys.
+    pub keys: u64,
+    /// The epoch history up to the copy's sequence.
+    pub epochs: Vec<EpochStart>,
+}
+
+/// Encodes a frame payload.
+///
+/// # Errors
+/// Never in practice (bincode into a `Vec`).
+pub fn encode_payload<T: Serialize>(
+    value: &T,
+    what: &'static str,
+) -> Result<Vec<u8>, StorageError> {
+    options()
+        .serialize(value)
+        .map_err(|e| StorageError::Corrupt {
+            what,
+            detail: e.to_string(),
+        })
+}
+
+/// Decodes a frame payload.
+///
+/// # Errors
+/// When the bytes are not a payload of the kind.
+pub fn decode_payload<T: serde::de::DeserializeOwned>(
+    raw: &[u8],
+    what: &'static str,
+) -> Result<T, StorageError> {
+    options()
+        .deserialize(raw)
+        .map_err(|e| StorageError::Corrupt {
+            what,
+            detail: e.to_string(),
+        })
 }
 
 fn options() -> impl Options + Copy {
@@ -176,6 +266,43 @@ mod tests {
             rec
         );
         assert!(LogRecord::decode(&[9, 9]).is_err());
+    }
+
+    #[test]
+    fn a_borrowed_record_encodes_like_an_owned_one() {
+        for op in [
+            LogOp::Put {
+                key: ByteBuf::from(b"key".to_vec()),
+                value: ByteBuf::from(vec![1u8; 300]),
+            },
+            LogOp::Delete {
+                key: ByteBuf::from(b"gone".to_vec()),
+            },
+        ] {
+            let owned = LogRecord {
+                epoch: 7,
+                time_ms: 123_456,
+                op: op.clone(),
+            };
+            let op_ref = match &op {
+                LogOp::Put { key, value } => LogOpRef::Put {
+                    key: serde_bytes::Bytes::new(key),
+                    value: serde_bytes::Bytes::new(value),
+                },
+                LogOp::Delete { key } => LogOpRef::Delete {
+                    key: serde_bytes::Bytes::new(key),
+                },
+            };
+            let mut out = vec![9u8];
+            LogRecordRef {
+                epoch: 7,
+                time_ms: 123_456,
+                op: op_ref,
+            }
+            .encode_into(&mut out)
+            .expect("encode");
+            assert_eq!(out[1..], owned.encode().expect("encode")[..]);
+        }
     }
 
     #[test]

@@ -317,7 +317,10 @@ fn parse(data: &[u8], at: usize) -> Parsed<'_> {
     }
     let len = len as usize;
     if !(BODY_FIXED..=MAX_BODY).contains(&len) {
-        return Parsed::Bad(format!("a frame of {len} bytes is out of range"), at + HEADER);
+        return Parsed::Bad(
+            format!("a frame of {len} bytes is out of range"),
+            at + HEADER,
+        );
     }
     let end = at + HEADER + len;
     if end > data.len() {
@@ -386,10 +389,10 @@ pub fn is_disk_full(e: &std::io::Error) -> bool {
 
 impl Log {
     /// The size of a segment for a retention of `retention` bytes: an eighth of it, within
-    /// 1 MiB and 64 MiB.
+    /// 32 KiB and 64 MiB.
     #[must_use]
     pub fn segment_size_for(retention: u64) -> u64 {
-        (retention / 8).clamp(1 << 20, 64 << 20)
+        (retention / 8).clamp(32 << 10, 64 << 20)
     }
 
     /// Opens (or creates) the log in `dir` for `shards` shards: scans every segment, cuts a torn
@@ -414,7 +417,9 @@ impl Log {
             let name = name.to_string_lossy();
             if name == SPARE {
                 let _ = fs::remove_file(entry.path());
-            } else if let Some(n) = name.strip_suffix(".seg").and_then(|n| n.parse::<u64>().ok())
+            } else if let Some(n) = name
+                .strip_suffix(".seg")
+                .and_then(|n| n.parse::<u64>().ok())
             {
                 total += entry.metadata().map(|m| m.len()).unwrap_or(0);
                 numbers.push(n);
@@ -821,7 +826,10 @@ impl Log {
             let last = upto.min(ix.last_seq());
             let mut bytes = 0usize;
             let mut seq = first;
-            while seq <= last && wanted.len() < max_entries && (bytes < max_bytes || wanted.is_empty()) {
+            while seq <= last
+                && wanted.len() < max_entries
+                && (bytes < max_bytes || wanted.is_empty())
+            {
                 let i = usize::try_from(seq - ix.base - 1).unwrap_or(usize::MAX);
                 let Some(pos) = ix.pos.get(i) else { break };
                 bytes += pos.len as usize;
@@ -1018,7 +1026,7 @@ impl Log {
                 let total: u64 = segs.values().map(|s| s.size).sum();
                 match segs.values().next() {
                     Some(s)
-                        if total > self.retention
+                        if total + self.segment_bytes > self.retention
                             && s.number != active
                             && s.last_lsn <= safe_lsn =>
                     {
@@ -1044,6 +1052,17 @@ impl Log {
             fs::remove_file(&path).map_err(io_err("cannot remove the log segment", &path))?;
             removed += size;
         }
+    }
+
+    /// Whether the oldest segment could be removed below `safe_lsn` (see [`Log::trim`]).
+    #[must_use]
+    pub fn removable(&self, safe_lsn: u64) -> bool {
+        let active = lock(&self.state).active.segment;
+        self.segments.read().is_ok_and(|segs| {
+            segs.values()
+                .next()
+                .is_some_and(|s| s.number != active && s.last_lsn <= safe_lsn)
+        })
     }
 
     /// Whether the log is over its retention (a trim would remove a segment if it may).
@@ -1178,7 +1197,10 @@ mod tests {
             };
             assert_eq!(file, &path);
             assert!(*offset <= at as u64, "{err}");
-            assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+            assert!(
+                err.to_string().contains(&path.display().to_string()),
+                "{err}"
+            );
         }
         fs::write(&path, &whole).expect("restore");
         assert!(open(dir.path()).is_ok());
@@ -1246,7 +1268,8 @@ mod tests {
                 let log = Arc::clone(&log);
                 std::thread::spawn(move || {
                     for seq in 1..=200 {
-                        log.append(&[entry(shard, seq, b"payload")]).expect("append");
+                        log.append(&[entry(shard, seq, b"payload")])
+                            .expect("append");
                     }
                 })
             })

@@ -13,7 +13,8 @@ use super::StorageError;
 
 const META_FILE: &str = "node.json";
 const LOCK_FILE: &str = "LOCK";
-const FORMAT: u32 = 1;
+/// The format this kvd writes; it migrates format 1 at start (`migrate.rs`).
+pub const FORMAT: u32 = 2;
 
 /// The identity of a data directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,11 +108,13 @@ impl NodeMeta {
                         what: "node.json",
                         detail: format!("{}: {e}", path.display()),
                     })?;
-                if meta.format != FORMAT {
+                if !(1..=FORMAT).contains(&meta.format) {
                     return Err(StorageError::Corrupt {
                         what: "node.json",
                         detail: format!(
-                            "format {} is not supported (this kvd reads {FORMAT})",
+                            "{}: format {} is not supported: this kvd reads formats 1 (which it \
+                             migrates) and {FORMAT}; is the directory from a newer kvd?",
+                            path.display(),
                             meta.format
                         ),
                     });

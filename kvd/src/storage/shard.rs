@@ -1,13 +1,14 @@
-//! One shard's store: a fjall database with three keyspaces.
+//! One shard's store: a fjall database with two keyspaces, and the node's log.
 //!
 //! - `data`: key -> version (u64 BE) ++ value
-//! - `log`:  sequence (u64 BE) -> `LogRecord` (the replication log, trimmed to a retention bound)
-//! - `meta`: `last_seq`, `keys` (u64 BE), written in the same batch as the data they describe
+//! - `meta`: `last_seq`, `keys`, `applied_lsn` (u64 BE), written in the same batch as the data
+//!   they describe
 //!
-//! Reads go straight to the engine (they never wait for the writer); writes go only through the
-//! shard's writer thread (`writer.rs`), which is the single owner of `apply`.
+//! The shard's log entries are in the node's one log (`log.rs`). Reads go straight to the engine
+//! (they never wait for the writer); writes go only through the shard's writer thread
+//! (`writer.rs`).
 
-use std::{ops::Bound, path::Path};
+use std::{ops::Bound, path::Path, sync::Arc};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Snapshot};
 use serde_bytes::ByteBuf;
@@ -16,19 +17,21 @@ use shared::{Entry, LogEntry};
 use super::{
     StorageError,
     format::{
-        META_EPOCHS, META_KEYS, META_LAST_SEQ, META_RESYNC, decode_data, decode_history, decode_u64,
+        META_APPLIED, META_EPOCHS, META_KEYS, META_LAST_SEQ, META_RESYNC, decode_data,
+        decode_history, decode_u64,
     },
+    log::Log,
 };
 use crate::cluster::history::EpochHistory;
 
 /// A shard's fjall database and keyspaces.
 pub struct ShardStore {
     id: u32,
-    path: std::path::PathBuf,
+    pub(super) path: std::path::PathBuf,
     db: Database,
     pub(super) data: Keyspace,
-    pub(super) log: Keyspace,
     pub(super) meta: Keyspace,
+    pub(super) log: Arc<Log>,
 }
 
 /// A key, its version and its value.
@@ -43,23 +46,46 @@ pub struct ShardScan {
 }
 
 impl ShardStore {
-    /// Opens (or creates) shard `id` under `path`; fjall replays its journal here.
+    /// Opens (or creates) shard `id` under `path`, whose entries are in `log`; fjall replays
+    /// its journal here (the writer then replays what `log` holds past it).
+    ///
+    /// fjall's memtables are kept small (8 MiB) and its journals at their least (64 MiB): the
+    /// data store is not the journal any more, so what it holds beyond the live data is
+    /// overhead on disk (docs/storage-format.md).
     ///
     /// # Errors
     /// When the engine cannot open the directory.
-    pub fn open(path: &Path, id: u32) -> Result<Self, StorageError> {
-        let db = Database::builder(path).worker_threads(2).open()?;
-        let data = db.keyspace("data", KeyspaceCreateOptions::default)?;
-        let log = db.keyspace("log", KeyspaceCreateOptions::default)?;
+    pub fn open(path: &Path, id: u32, log: Arc<Log>) -> Result<Self, StorageError> {
+        let db = open_db(path)?;
+        let data = db.keyspace("data", || {
+            KeyspaceCreateOptions::default().max_memtable_size(8 << 20)
+        })?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
         Ok(Self {
             id,
             path: path.to_path_buf(),
             db,
             data,
-            log,
             meta,
+            log,
         })
+    }
+
+    /// The node's log.
+    #[must_use]
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+
+    /// The lsn of the last log frame this shard's data store has applied.
+    ///
+    /// # Errors
+    /// On engine errors or a corrupt counter.
+    pub fn applied_lsn(&self) -> Result<u64, StorageError> {
+        match self.meta.get(META_APPLIED)? {
+            Some(raw) => decode_u64(&raw, "meta applied_lsn"),
+            None => Ok(0),
+        }
     }
 
     /// The shard number.
@@ -195,41 +221,11 @@ impl ShardStore {
         Ok(out)
     }
 
-    /// Removes log records older than `last_seq - retention` (after a restart with a lower
-    /// retention; the writer trims as it goes otherwise).
-    ///
-    /// # Errors
-    /// On engine errors.
-    pub fn trim_log(&self, last_seq: u64, retention: u64) -> Result<u64, StorageError> {
-        let cutoff = last_seq.saturating_sub(retention);
-        let mut removed = 0;
-        if cutoff == 0 {
-            return Ok(0);
-        }
-        loop {
-            let keys = self
-                .log
-                .range(..=cutoff.to_be_bytes())
-                .take(10_000)
-                .map(fjall::Guard::key)
-                .collect::<Result<Vec<_>, _>>()?;
-            if keys.is_empty() {
-                return Ok(removed);
-            }
-            let mut batch = self.db.batch();
-            for key in keys {
-                batch.remove(&self.log, key);
-                removed += 1;
-            }
-            batch.commit()?;
-        }
-    }
-
     /// Up to `max_entries` log records after `after` and up to `upto`, stopping once `max_bytes`
     /// are collected (at least one record is returned when any exists).
     ///
     /// # Errors
-    /// On engine errors or a corrupt key.
+    /// When the log cannot be read.
     pub fn read_log(
         &self,
         after: u64,
@@ -237,37 +233,16 @@ impl ShardStore {
         max_bytes: usize,
         max_entries: usize,
     ) -> Result<Vec<LogEntry>, StorageError> {
-        let mut out = Vec::new();
-        if after >= upto {
-            return Ok(out);
-        }
-        let mut bytes = 0;
-        for guard in self
-            .log
-            .range((after + 1).to_be_bytes()..=upto.to_be_bytes())
-        {
-            if out.len() >= max_entries || (bytes >= max_bytes && !out.is_empty()) {
-                break;
-            }
-            let (key, value) = guard.into_inner()?;
-            bytes += value.len();
-            out.push(LogEntry {
-                seq: decode_u64(&key, "log key")?,
-                record: ByteBuf::from(value.to_vec()),
-            });
-        }
-        Ok(out)
+        self.log.read(self.id, after, upto, max_bytes, max_entries)
     }
 
     /// The oldest sequence still in the log.
     ///
     /// # Errors
-    /// On engine errors or a corrupt key.
+    /// Never; kept for the callers' sake.
     pub fn first_log_seq(&self) -> Result<Option<u64>, StorageError> {
-        match self.log.first_key_value() {
-            Some(guard) => Ok(Some(decode_u64(&guard.key()?, "log key")?)),
-            None => Ok(None),
-        }
+        let (first, last) = self.log.range(self.id);
+        Ok((first <= last).then_some(first))
     }
 
     /// Whether a full resync of this shard was started and not finished.
@@ -364,6 +339,14 @@ impl ShardStore {
         self.db.persist(PersistMode::SyncAll)?;
         Ok(())
     }
+}
+
+/// Opens the fjall database of a shard directory.
+pub(super) fn open_db(path: &Path) -> Result<Database, StorageError> {
+    Ok(Database::builder(path)
+        .worker_threads(2)
+        .max_journaling_size(64 << 20)
+        .open()?)
 }
 
 /// Allocated bytes under `dir`, recursively; unreadable entries count as 0 (a file compaction

@@ -33,17 +33,19 @@ use std::{
 use fjall::PersistMode;
 use serde_bytes::ByteBuf;
 use shared::{
-    Entry, KvError, LogEntry, PutCondition, SyncPolicy,
+    Entry, KvError, LogEntry, PutCondition,
     cluster::{Epoch, LogPos},
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
-    ShardStore, StorageError,
+    DiskSpace, ShardStore, StorageError,
     format::{
-        LogOp, LogRecord, META_EPOCHS, META_KEYS, META_LAST_SEQ, META_RESYNC, encode_data,
-        encode_history,
+        LoadedPayload, LogOp, LogOpRef, LogRecord, LogRecordRef, META_APPLIED, META_EPOCHS,
+        META_KEYS, META_LAST_SEQ, META_RESYNC, TruncatePayload, decode_payload, encode_data,
+        encode_history, encode_payload,
     },
+    log::{self, Frame, Kind, StoredFrame},
 };
 use crate::cluster::history::EpochHistory;
 
@@ -224,21 +226,21 @@ struct Inline {
 }
 
 impl WriterHandle {
-    /// Starts the writer thread of `store`.
+    /// Replays into `store`'s data what the log holds past what it has applied, then starts
+    /// the shard's writer thread.
     ///
     /// # Errors
-    /// When the shard's counters cannot be read, its log cannot be trimmed or the thread cannot
-    /// be started.
+    /// When the shard's counters cannot be read, the replay fails or the thread cannot be
+    /// started.
     pub fn spawn(
         store: Arc<ShardStore>,
-        sync: SyncPolicy,
-        log_retention: u64,
         metrics: Option<ShardMetrics>,
         fence: Arc<AtomicU64>,
+        space: Arc<DiskSpace>,
     ) -> Result<Self, StorageError> {
         let shard = store.id();
         let (last_seq, keys) = store.counters()?;
-        store.trim_log(last_seq, log_retention)?;
+        let applied_lsn = store.applied_lsn()?;
         let epochs = store.epoch_history(last_seq)?;
         let shared_epochs = Arc::new(Mutex::new(epochs.clone()));
         let stats = Arc::new(WriterStats {
@@ -248,7 +250,7 @@ impl WriterHandle {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (seq_tx, seq_rx) = watch::channel(last_seq);
         let history = Arc::new(Mutex::new(VecDeque::from([(last_seq, 0)])));
-        let writer = Writer {
+        let mut writer = Writer {
             epochs,
             shared_epochs: Arc::clone(&shared_epochs),
             fence,
@@ -256,14 +258,17 @@ impl WriterHandle {
             metrics,
             history: Arc::clone(&history),
             store,
-            sync,
-            log_retention: log_retention.max(1),
             last_seq,
             keys,
+            applied_lsn,
+            behind: false,
+            space,
             stats: Arc::clone(&stats),
             seq_tx,
             ops: Vec::with_capacity(256),
+            arena: Vec::with_capacity(64 * 1024),
         };
+        writer.replay()?;
         let (thread, inline) = if crate::blocking::inline() {
             let inline = Inline {
                 writer,
@@ -500,20 +505,53 @@ struct Writer {
     metrics: Option<ShardMetrics>,
     history: Arc<Mutex<VecDeque<(u64, u64)>>>,
     store: Arc<ShardStore>,
-    sync: SyncPolicy,
-    log_retention: u64,
     last_seq: u64,
     keys: u64,
+    /// The lsn of the last frame applied to the data store.
+    applied_lsn: u64,
+    /// The log holds frames of this shard the data store could not take (its commit failed):
+    /// they are applied from the log before the next write.
+    behind: bool,
+    /// Refuses writes while the disk is nearly full.
+    space: Arc<DiskSpace>,
     stats: Arc<WriterStats>,
     seq_tx: watch::Sender<u64>,
     /// The batch being built (kept to reuse its allocation).
     ops: Vec<WriteOp>,
+    /// Encoded log records of the batch being built.
+    arena: Vec<u8>,
 }
 
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The answer to a write whose commit failed, by what is known of it.
+fn refusal(shard: u32, e: &StorageError) -> KvError {
+    match e {
+        StorageError::DiskFull(why) => KvError::DiskFull {
+            shard,
+            message: why.clone(),
+        },
+        StorageError::LogFailed(why) => KvError::WriteOutcomeUnknown {
+            shard,
+            message: why.clone(),
+        },
+        other => KvError::Storage {
+            shard,
+            message: other.to_string(),
+        },
+    }
+}
+
+/// One planned entry of a batch: its sequence, the op it came from, its record in the arena.
+struct Planned {
+    seq: u64,
+    op: usize,
+    start: usize,
+    end: usize,
 }
 
 impl Writer {
@@ -559,10 +597,10 @@ impl Writer {
                 self.ops = ops;
             }
             Msg::Replicate(entries, reply) => {
-                let _ = reply.send(self.replicate(entries));
+                let _ = reply.send(self.caught_up().and_then(|()| self.replicate(entries)));
             }
             Msg::Reset(reply) => {
-                let _ = reply.send(self.reset());
+                let _ = reply.send(self.caught_up().and_then(|()| self.reset()));
             }
             Msg::Load(entries, reply) => {
                 let _ = reply.send(self.load(entries));
@@ -571,7 +609,10 @@ impl Writer {
                 let _ = reply.send(self.finish_load(seq, history));
             }
             Msg::Truncate(to, last, restore, reply) => {
-                let _ = reply.send(self.truncate(to, last, restore));
+                let _ = reply.send(
+                    self.caught_up()
+                        .and_then(|()| self.truncate(to, last, restore)),
+                );
             }
             Msg::Close => rx.close(),
         }
@@ -595,21 +636,236 @@ impl Writer {
         );
     }
 
+    /// At start: applies what the log holds of this shard past what the data store has applied
+    /// (after a crash, what fjall's unsynced journal did not keep), with its progress in the log.
+    fn replay(&mut self) -> Result<(), StorageError> {
+        let shard = self.store.id();
+        let log = Arc::clone(&self.store.log);
+        if log.durable_lsn() <= self.applied_lsn {
+            self.store.log.applied(shard, self.applied_lsn);
+            return Ok(());
+        }
+        let started = Instant::now();
+        let mut last_report = started;
+        let (mut frames, mut bytes, mut scanned) = (Vec::new(), 0u64, 0u64);
+        let mut outcome = Ok(());
+        log.scan(self.applied_lsn, |frame, len| {
+            scanned += len;
+            if frame.shard == shard {
+                bytes += len;
+                frames.push(frame);
+            }
+            if frames.len() >= 50_000 {
+                outcome = self.apply_frames(std::mem::take(&mut frames));
+                outcome.as_ref().map_err(|e| StorageError::Corrupt {
+                    what: "log replay",
+                    detail: e.to_string(),
+                })?;
+            }
+            if last_report.elapsed() >= std::time::Duration::from_secs(1) {
+                last_report = Instant::now();
+                tracing::info!(
+                    shard,
+                    scanned_mib = format_args!("{:.1}", scanned as f64 / 1048576.0),
+                    mib_per_s = format_args!(
+                        "{:.0}",
+                        scanned as f64 / 1048576.0 / started.elapsed().as_secs_f64()
+                    ),
+                    "replaying the log into the shard's data store"
+                );
+            }
+            Ok(())
+        })?;
+        outcome?;
+        let count = frames.len();
+        self.apply_frames(frames)?;
+        self.store.log.applied(shard, self.applied_lsn);
+        if bytes > 0 || count > 0 {
+            tracing::info!(
+                shard,
+                replayed_bytes = bytes,
+                scanned_bytes = scanned,
+                last_seq = self.last_seq,
+                took_ms = started.elapsed().as_millis() as u64,
+                "replayed the log into the shard's data store"
+            );
+        }
+        Ok(())
+    }
+
+    /// Applies to the data store what the log holds of this shard past what it has applied
+    /// (after a failed data-store commit).
+    fn caught_up(&mut self) -> Result<(), StorageError> {
+        if !self.behind {
+            return Ok(());
+        }
+        let shard = self.store.id();
+        let log = Arc::clone(&self.store.log);
+        let mut frames = Vec::new();
+        log.scan(self.applied_lsn, |frame, _| {
+            if frame.shard == shard {
+                frames.push(frame);
+            }
+            Ok(())
+        })?;
+        self.apply_frames(frames)?;
+        self.behind = false;
+        tracing::info!(
+            shard,
+            applied_lsn = self.applied_lsn,
+            "the data store caught up with the log"
+        );
+        Ok(())
+    }
+
+    /// Applies frames read back from the log (replay) to the data store, in batches.
+    fn apply_frames(&mut self, frames: Vec<StoredFrame>) -> Result<(), StorageError> {
+        let mut batch = self.store.db().batch();
+        let mut pending: HashMap<Vec<u8>, Option<u64>> = HashMap::new();
+        let mut in_batch = 0usize;
+        let mut seq = self.last_seq;
+        let mut keys = self.keys;
+        let mut epochs = self.epochs.clone();
+        let mut lsn = self.applied_lsn;
+        let flush = |this: &mut Self,
+                     batch: fjall::OwnedWriteBatch,
+                     pending: &mut HashMap<Vec<u8>, Option<u64>>,
+                     seq: u64,
+                     keys: u64,
+                     epochs: &EpochHistory,
+                     lsn: u64|
+         -> Result<(), StorageError> {
+            let mut batch = batch;
+            batch.insert(&this.store.meta, META_LAST_SEQ, seq.to_be_bytes());
+            batch.insert(&this.store.meta, META_KEYS, keys.to_be_bytes());
+            batch.insert(&this.store.meta, META_EPOCHS, encode_history(epochs)?);
+            batch.insert(&this.store.meta, META_APPLIED, lsn.to_be_bytes());
+            batch.commit()?;
+            for (key, version) in pending.drain() {
+                this.versions.record(key, version);
+            }
+            this.set_epochs(epochs.clone());
+            this.last_seq = seq;
+            this.keys = keys;
+            this.applied_lsn = lsn;
+            this.stats.keys.store(keys, Ordering::Relaxed);
+            this.store.log.applied(this.store.id(), lsn);
+            Ok(())
+        };
+        for frame in frames {
+            match frame.kind {
+                Kind::Entry => {
+                    let record = LogRecord::decode(&frame.payload)?;
+                    epochs
+                        .note(record.epoch, frame.seq)
+                        .map_err(|e| StorageError::Corrupt {
+                            what: "log",
+                            detail: e.to_string(),
+                        })?;
+                    seq = frame.seq;
+                    let (key, after) = match record.op {
+                        LogOp::Put { key, value } => {
+                            batch.insert(
+                                &self.store.data,
+                                key.as_slice(),
+                                encode_data(seq, &value),
+                            );
+                            (key.into_vec(), true)
+                        }
+                        LogOp::Delete { key } => {
+                            batch.remove(&self.store.data, key.as_slice());
+                            (key.into_vec(), false)
+                        }
+                    };
+                    let before = match pending.get(&key) {
+                        Some(v) => v.is_some(),
+                        None => self.versions.lookup(&self.store, &key)?.is_some(),
+                    };
+                    match (before, after) {
+                        (false, true) => keys += 1,
+                        (true, false) => keys = keys.saturating_sub(1),
+                        _ => {}
+                    }
+                    pending.insert(key, after.then_some(seq));
+                    lsn = frame.lsn;
+                    in_batch += 1;
+                    if in_batch >= 10_000 {
+                        flush(self, batch, &mut pending, seq, keys, &epochs, lsn)?;
+                        batch = self.store.db().batch();
+                        in_batch = 0;
+                    }
+                }
+                Kind::Truncate | Kind::Reset | Kind::Loaded => {
+                    flush(self, batch, &mut pending, seq, keys, &epochs, lsn)?;
+                    in_batch = 0;
+                    match frame.kind {
+                        Kind::Truncate => {
+                            let restore: TruncatePayload =
+                                decode_payload(&frame.payload, "log truncation")?;
+                            let restore = restore
+                                .into_iter()
+                                .map(|(k, s)| (k.into_vec(), s.map(|(v, b)| (v, b.into_vec()))))
+                                .collect();
+                            self.apply_truncate(frame.seq, restore, frame.lsn)?;
+                        }
+                        Kind::Reset => self.apply_reset(frame.lsn)?,
+                        _ => {
+                            let loaded: LoadedPayload =
+                                decode_payload(&frame.payload, "log resync end")?;
+                            let history = EpochHistory::new(loaded.epochs).map_err(|e| {
+                                StorageError::Corrupt {
+                                    what: "log resync end",
+                                    detail: e.to_string(),
+                                }
+                            })?;
+                            self.keys = loaded.keys;
+                            self.apply_loaded(frame.seq, history, frame.lsn)?;
+                        }
+                    }
+                    seq = self.last_seq;
+                    keys = self.keys;
+                    epochs = self.epochs.clone();
+                    lsn = self.applied_lsn;
+                    batch = self.store.db().batch();
+                }
+            }
+        }
+        if lsn != self.applied_lsn {
+            flush(self, batch, &mut pending, seq, keys, &epochs, lsn)?;
+        }
+        self.history_restart();
+        self.seq_tx.send_replace(self.last_seq);
+        Ok(())
+    }
+
     /// Applies `ops` in one batch and answers each of them. Empties `ops`.
     fn commit(&mut self, ops: &mut Vec<WriteOp>) {
         let shard = self.store.id();
-        let mut batch = self.durable_batch();
+        if let Err(e) = self.caught_up() {
+            return self.fail(ops, &refusal(shard, &e));
+        }
+        if let Some(why) = self.space.refuses() {
+            return self.fail(
+                ops,
+                &KvError::DiskFull {
+                    shard,
+                    message: why,
+                },
+            );
+        }
         // Versions written earlier in this batch: key -> Some(version) or None (deleted).
         let mut pending: HashMap<Vec<u8>, Option<u64>> = HashMap::new();
         let mut results: Vec<WriteResult> = Vec::with_capacity(ops.len());
+        let mut planned: Vec<Planned> = Vec::with_capacity(ops.len());
+        let mut arena = std::mem::take(&mut self.arena);
+        arena.clear();
         let mut seq = self.last_seq;
         let mut keys = self.keys;
-        let mut log_bytes = 0u64;
         let time_ms = now_ms();
         let fence = self.fence.load(Ordering::Acquire);
         let mut epochs = self.epochs.clone();
 
-        for op in ops.iter_mut() {
+        for (i, op) in ops.iter().enumerate() {
             if op.epoch < fence || op.epoch < epochs.last_epoch() {
                 // Admitted in an epoch this node has left: another master owns the writes now.
                 results.push(Err(KvError::NotMaster {
@@ -633,17 +889,16 @@ impl Writer {
                     continue;
                 }
             };
-            let kind = std::mem::replace(&mut op.kind, WriteKind::Delete { key: Vec::new() });
-            let (key, record) = match kind {
+            let op_ref = match &op.kind {
                 WriteKind::Put {
                     key,
                     value,
                     condition,
                 } => {
                     match (condition, current) {
-                        (PutCondition::IfVersion(want), actual) if actual != Some(want) => {
+                        (PutCondition::IfVersion(want), actual) if actual != Some(*want) => {
                             results.push(Err(KvError::VersionMismatch {
-                                expected: want,
+                                expected: *want,
                                 actual,
                             }));
                             continue;
@@ -654,89 +909,145 @@ impl Writer {
                         }
                         _ => {}
                     }
-                    seq += 1;
-                    batch.insert(&self.store.data, key.as_slice(), encode_data(seq, &value));
                     if current.is_none() {
                         keys += 1;
                     }
-                    let log_op = LogOp::Put {
-                        key: ByteBuf::from(key.clone()),
-                        value: ByteBuf::from(value),
-                    };
-                    (
-                        key,
-                        LogRecord {
-                            epoch: op.epoch,
-                            time_ms,
-                            op: log_op,
-                        },
-                    )
+                    LogOpRef::Put {
+                        key: serde_bytes::Bytes::new(key),
+                        value: serde_bytes::Bytes::new(value),
+                    }
                 }
                 WriteKind::Delete { key } => {
                     if current.is_none() {
                         results.push(Ok(None));
                         continue;
                     }
-                    seq += 1;
-                    batch.remove(&self.store.data, key.as_slice());
                     keys -= 1;
-                    (
-                        key.clone(),
-                        LogRecord {
-                            epoch: op.epoch,
-                            time_ms,
-                            op: LogOp::Delete {
-                                key: ByteBuf::from(key),
-                            },
-                        },
-                    )
+                    LogOpRef::Delete {
+                        key: serde_bytes::Bytes::new(key),
+                    }
                 }
             };
-            if let Err(e) = epochs.note(record.epoch, seq) {
+            seq += 1;
+            if let Err(e) = epochs.note(op.epoch, seq) {
                 tracing::error!(shard, error = %e, "a write out of epoch order; the batch is refused");
-                return self.fail(ops, &e.to_string());
+                self.arena = arena;
+                return self.fail(
+                    ops,
+                    &KvError::Storage {
+                        shard,
+                        message: e.to_string(),
+                    },
+                );
             }
-            match record.encode() {
-                Ok(raw) => {
-                    log_bytes += raw.len() as u64;
-                    batch.insert(&self.store.log, seq.to_be_bytes(), raw);
-                }
-                Err(e) => {
-                    // Cannot happen with bincode into a Vec; refuse the whole batch to be safe.
-                    tracing::error!(shard, error = %e, "cannot encode a log record");
-                    return self.fail(ops, &e.to_string());
-                }
+            let is_put = matches!(op_ref, LogOpRef::Put { .. });
+            let start = arena.len();
+            let record = LogRecordRef {
+                epoch: op.epoch,
+                time_ms,
+                op: op_ref,
+            };
+            if let Err(e) = record.encode_into(&mut arena) {
+                // Cannot happen with bincode into a Vec; refuse the whole batch to be safe.
+                tracing::error!(shard, error = %e, "cannot encode a log record");
+                self.arena = arena;
+                return self.fail(ops, &refusal(shard, &e));
             }
-            if seq > self.log_retention {
-                batch.remove(&self.store.log, (seq - self.log_retention).to_be_bytes());
-            }
-            let version = (!matches!(record.op, LogOp::Delete { .. })).then_some(seq);
-            pending.insert(key, version);
+            planned.push(Planned {
+                seq,
+                op: i,
+                start,
+                end: arena.len(),
+            });
+            pending.insert(key.to_vec(), is_put.then_some(seq));
             results.push(Ok(Some(seq)));
         }
 
-        let written = seq - self.last_seq;
-        if written > 0 {
+        if !planned.is_empty() {
+            let frames: Vec<Frame<'_>> = planned
+                .iter()
+                .map(|p| Frame {
+                    shard,
+                    seq: p.seq,
+                    kind: Kind::Entry,
+                    payload: &arena[p.start..p.end],
+                })
+                .collect();
+            let started = Instant::now();
+            let lsn = match self.store.log.append(&frames) {
+                Ok(lsn) => lsn,
+                Err(e) => {
+                    if !matches!(e, StorageError::DiskFull(_)) {
+                        tracing::error!(shard, error = %e, "group commit failed");
+                    }
+                    let refused = refusal(shard, &e);
+                    self.arena = arena;
+                    for (op, result) in ops.drain(..).zip(results) {
+                        // A write refused before the commit keeps its own answer.
+                        let _ = op.reply.send(match result {
+                            Ok(Some(_)) => Err(refused.clone()),
+                            other => other,
+                        });
+                    }
+                    return;
+                }
+            };
+            let log_bytes = (arena.len() + planned.len() * (log::HEADER + 21)) as u64;
+            drop(frames);
+            // Durable in the log: now the data store, without its own fsync.
+            let mut batch = self.store.db().batch();
+            for p in &planned {
+                match &ops[p.op].kind {
+                    WriteKind::Put { key, value, .. } => {
+                        batch.insert(&self.store.data, key.as_slice(), encode_data(p.seq, value));
+                    }
+                    WriteKind::Delete { key } => batch.remove(&self.store.data, key.as_slice()),
+                }
+            }
             batch.insert(&self.store.meta, META_LAST_SEQ, seq.to_be_bytes());
             batch.insert(&self.store.meta, META_KEYS, keys.to_be_bytes());
+            batch.insert(&self.store.meta, META_APPLIED, lsn.to_be_bytes());
+            let mut applied = true;
             if epochs != self.epochs {
                 match encode_history(&epochs) {
                     Ok(raw) => batch.insert(&self.store.meta, META_EPOCHS, raw),
-                    Err(e) => return self.fail(ops, &e.to_string()),
+                    Err(_) => applied = false,
                 }
             }
-            let started = Instant::now();
-            if let Err(e) = batch.commit() {
-                tracing::error!(shard, error = %e, "group commit failed; its writes are refused");
-                return self.fail(ops, &e.to_string());
+            if applied && let Err(e) = batch.commit() {
+                tracing::error!(shard, error = %e, "the data store did not take a commit that is durable in the log; it is applied from the log before the next write");
+                applied = false;
             }
+            let written = planned.len() as u64;
             self.set_epochs(epochs);
             self.observe(written, started);
-            self.published(seq, keys, written, log_bytes);
-            for (key, version) in pending {
-                self.versions.record(key, version);
+            if applied {
+                self.applied_lsn = lsn;
+                self.store.log.applied(shard, lsn);
+                self.published(seq, keys, written, log_bytes);
+                for (key, version) in pending {
+                    self.versions.record(key, version);
+                }
+            } else {
+                // The log has the writes: they are there after a restart, and applied from the
+                // log before the next write; but they are not visible yet.
+                self.behind = true;
+                self.versions.clear();
+                self.last_seq = seq;
+                self.keys = keys;
+                for r in &mut results {
+                    if matches!(r, Ok(Some(_))) {
+                        *r = Err(KvError::WriteOutcomeUnknown {
+                            shard,
+                            message: "the write is in the log, but the shard's data store \
+                                      failed to take it"
+                                .into(),
+                        });
+                    }
+                }
             }
         }
+        self.arena = arena;
         for (op, result) in ops.drain(..).zip(results) {
             // The caller may have gone (deadline); the write stands either way.
             let _ = op.reply.send(result);
@@ -767,24 +1078,15 @@ impl Writer {
         self.seq_tx.send_replace(seq);
     }
 
-    fn durable_batch(&self) -> fjall::OwnedWriteBatch {
-        let batch = self.store.db().batch();
-        if self.sync == SyncPolicy::Always {
-            batch.durability(Some(PersistMode::SyncAll))
-        } else {
-            batch
-        }
-    }
-
     fn replicate(&mut self, entries: Vec<LogEntry>) -> Result<u64, StorageError> {
-        let mut batch = self.durable_batch();
-        let mut pending: HashMap<Vec<u8>, Option<u64>> = HashMap::new();
+        if entries.is_empty() {
+            return Ok(self.last_seq);
+        }
+        let shard = self.store.id();
         let mut seq = self.last_seq;
-        let mut keys = self.keys;
-        let mut log_bytes = 0u64;
-        let count = entries.len() as u64;
         let mut epochs = self.epochs.clone();
-        for entry in entries {
+        let mut records = Vec::with_capacity(entries.len());
+        for entry in &entries {
             if entry.seq != seq + 1 {
                 return Err(StorageError::Corrupt {
                     what: "replicated log",
@@ -799,9 +1101,36 @@ impl Writer {
                     what: "replicated log",
                     detail: e.to_string(),
                 })?;
+            records.push(record);
+        }
+        if let Some(why) = self.space.refuses() {
+            return Err(StorageError::DiskFull(why));
+        }
+        let frames: Vec<Frame<'_>> = entries
+            .iter()
+            .map(|e| Frame {
+                shard,
+                seq: e.seq,
+                kind: Kind::Entry,
+                payload: &e.record,
+            })
+            .collect();
+        let started = Instant::now();
+        let lsn = self.store.log.append(&frames)?;
+        drop(frames);
+        let log_bytes: u64 = entries.iter().map(|e| e.record.len() as u64).sum();
+        let count = entries.len() as u64;
+        let mut batch = self.store.db().batch();
+        let mut pending: HashMap<Vec<u8>, Option<u64>> = HashMap::new();
+        let mut keys = self.keys;
+        for (entry, record) in entries.iter().zip(records) {
             let (key, present_after) = match record.op {
                 LogOp::Put { key, value } => {
-                    batch.insert(&self.store.data, key.as_slice(), encode_data(seq, &value));
+                    batch.insert(
+                        &self.store.data,
+                        key.as_slice(),
+                        encode_data(entry.seq, &value),
+                    );
                     (key.into_vec(), true)
                 }
                 LogOp::Delete { key } => {
@@ -818,25 +1147,24 @@ impl Writer {
                 (true, false) => keys = keys.saturating_sub(1),
                 _ => {}
             }
-            pending.insert(key, present_after.then_some(seq));
-            log_bytes += entry.record.len() as u64;
-            batch.insert(&self.store.log, seq.to_be_bytes(), entry.record.into_vec());
-            if seq > self.log_retention {
-                batch.remove(&self.store.log, (seq - self.log_retention).to_be_bytes());
-            }
-        }
-        if count == 0 {
-            return Ok(self.last_seq);
+            pending.insert(key, present_after.then_some(entry.seq));
         }
         batch.insert(&self.store.meta, META_LAST_SEQ, seq.to_be_bytes());
         batch.insert(&self.store.meta, META_KEYS, keys.to_be_bytes());
+        batch.insert(&self.store.meta, META_APPLIED, lsn.to_be_bytes());
         if epochs != self.epochs {
             batch.insert(&self.store.meta, META_EPOCHS, encode_history(&epochs)?);
         }
-        let started = Instant::now();
-        batch.commit()?;
+        if let Err(e) = batch.commit() {
+            // Durable in the log; applied from it before the next change.
+            self.behind = true;
+            self.versions.clear();
+            return Err(e.into());
+        }
         self.set_epochs(epochs);
         self.observe(count, started);
+        self.applied_lsn = lsn;
+        self.store.log.applied(shard, lsn);
         self.published(seq, keys, count, log_bytes);
         for (key, version) in pending {
             self.versions.record(key, version);
@@ -844,7 +1172,32 @@ impl Writer {
         Ok(seq)
     }
 
+    /// Remembered commits start over at the current sequence.
+    fn history_restart(&self) {
+        if let Ok(mut history) = self.history.lock() {
+            history.clear();
+            history.push_back((self.last_seq, self.stats.log_bytes.load(Ordering::Relaxed)));
+        }
+    }
+
+    fn marker(&self, kind: Kind, seq: u64, payload: &[u8]) -> Result<u64, StorageError> {
+        self.store.log.append(&[Frame {
+            shard: self.store.id(),
+            seq,
+            kind,
+            payload,
+        }])
+    }
+
     fn reset(&mut self) -> Result<(), StorageError> {
+        let lsn = self.marker(Kind::Reset, 0, &[])?;
+        self.apply_reset(lsn)?;
+        self.seq_tx.send_replace(0);
+        Ok(())
+    }
+
+    /// The data-store side of a reset (live and in replay).
+    fn apply_reset(&mut self, lsn: u64) -> Result<(), StorageError> {
         let mut batch = self
             .store
             .db()
@@ -858,20 +1211,18 @@ impl Writer {
             META_EPOCHS,
             encode_history(&EpochHistory::default())?,
         );
+        batch.insert(&self.store.meta, META_APPLIED, lsn.to_be_bytes());
         batch.commit()?;
         self.set_epochs(EpochHistory::default());
         self.versions.clear();
         self.store.data.clear()?;
-        self.store.log.clear()?;
         self.store.persist()?;
         self.last_seq = 0;
         self.keys = 0;
+        self.applied_lsn = lsn;
+        self.store.log.applied(self.store.id(), lsn);
         self.stats.keys.store(0, Ordering::Relaxed);
-        if let Ok(mut history) = self.history.lock() {
-            history.clear();
-            history.push_back((0, self.stats.log_bytes.load(Ordering::Relaxed)));
-        }
-        self.seq_tx.send_replace(0);
+        self.history_restart();
         Ok(())
     }
 
@@ -894,23 +1245,41 @@ impl Writer {
 
     fn finish_load(&mut self, seq: u64, history: EpochHistory) -> Result<(), StorageError> {
         let history = history.up_to(seq);
-        let mut batch = self
-            .store
-            .db()
-            .batch()
-            .durability(Some(PersistMode::SyncAll));
+        // The copy is durable before the log says it is complete.
+        self.store.persist()?;
+        let payload = encode_payload(
+            &LoadedPayload {
+                keys: self.keys,
+                epochs: history.starts().to_vec(),
+            },
+            "log resync end",
+        )?;
+        let lsn = self.marker(Kind::Loaded, seq, &payload)?;
+        self.apply_loaded(seq, history, lsn)?;
+        self.seq_tx.send_replace(seq);
+        Ok(())
+    }
+
+    /// The data-store side of the end of a full resync (live and in replay).
+    fn apply_loaded(
+        &mut self,
+        seq: u64,
+        history: EpochHistory,
+        lsn: u64,
+    ) -> Result<(), StorageError> {
+        let mut batch = self.store.db().batch();
         batch.insert(&self.store.meta, META_LAST_SEQ, seq.to_be_bytes());
         batch.insert(&self.store.meta, META_KEYS, self.keys.to_be_bytes());
         batch.insert(&self.store.meta, META_EPOCHS, encode_history(&history)?);
+        batch.insert(&self.store.meta, META_APPLIED, lsn.to_be_bytes());
         batch.remove(&self.store.meta, META_RESYNC);
         batch.commit()?;
         self.set_epochs(history);
-        if let Ok(mut history) = self.history.lock() {
-            history.clear();
-            history.push_back((seq, self.stats.log_bytes.load(Ordering::Relaxed)));
-        }
         self.last_seq = seq;
-        self.seq_tx.send_replace(seq);
+        self.applied_lsn = lsn;
+        self.store.log.applied(self.store.id(), lsn);
+        self.stats.keys.store(self.keys, Ordering::Relaxed);
+        self.history_restart();
         Ok(())
     }
 
@@ -938,18 +1307,33 @@ impl Writer {
         if to >= self.last_seq {
             return Ok(());
         }
-        let mut batch = self
-            .store
-            .db()
-            .batch()
-            .durability(Some(PersistMode::SyncAll));
-        for guard in self
-            .store
-            .log
-            .range((to + 1).to_be_bytes()..=self.last_seq.to_be_bytes())
-        {
-            batch.remove(&self.store.log, guard.key()?);
-        }
+        let payload: TruncatePayload = restore
+            .iter()
+            .map(|(k, s)| {
+                (
+                    ByteBuf::from(k.clone()),
+                    s.as_ref().map(|(v, b)| (*v, ByteBuf::from(b.clone()))),
+                )
+            })
+            .collect();
+        let lsn = self.marker(
+            Kind::Truncate,
+            to,
+            &encode_payload(&payload, "log truncation")?,
+        )?;
+        self.apply_truncate(to, restore, lsn)?;
+        self.seq_tx.send_replace(to);
+        Ok(())
+    }
+
+    /// The data-store side of a truncation (live and in replay).
+    fn apply_truncate(
+        &mut self,
+        to: u64,
+        restore: Vec<Restore>,
+        lsn: u64,
+    ) -> Result<(), StorageError> {
+        let mut batch = self.store.db().batch();
         let mut keys = self.keys;
         let mut pending = Vec::with_capacity(restore.len());
         for (key, state) in restore {
@@ -975,6 +1359,7 @@ impl Writer {
         batch.insert(&self.store.meta, META_LAST_SEQ, to.to_be_bytes());
         batch.insert(&self.store.meta, META_KEYS, keys.to_be_bytes());
         batch.insert(&self.store.meta, META_EPOCHS, encode_history(&epochs)?);
+        batch.insert(&self.store.meta, META_APPLIED, lsn.to_be_bytes());
         batch.commit()?;
         for (key, version) in pending {
             self.versions.record(key, version);
@@ -982,22 +1367,16 @@ impl Writer {
         self.set_epochs(epochs);
         self.last_seq = to;
         self.keys = keys;
+        self.applied_lsn = lsn;
+        self.store.log.applied(self.store.id(), lsn);
         self.stats.keys.store(keys, Ordering::Relaxed);
-        if let Ok(mut history) = self.history.lock() {
-            history.clear();
-            history.push_back((to, self.stats.log_bytes.load(Ordering::Relaxed)));
-        }
-        self.seq_tx.send_replace(to);
+        self.history_restart();
         Ok(())
     }
 
-    fn fail(&self, ops: &mut Vec<WriteOp>, message: &str) {
-        let shard = self.store.id();
+    fn fail(&self, ops: &mut Vec<WriteOp>, error: &KvError) {
         for op in ops.drain(..) {
-            let _ = op.reply.send(Err(KvError::Storage {
-                shard,
-                message: message.to_string(),
-            }));
+            let _ = op.reply.send(Err(error.clone()));
         }
     }
 }
@@ -1005,6 +1384,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::log::Log;
 
     fn put(key: &str, value: &str, condition: PutCondition) -> WriteKind {
         WriteKind::Put {
@@ -1027,11 +1407,21 @@ mod tests {
         Arc::new(AtomicU64::new(epoch))
     }
 
+    /// The shard store of `dir` (shard 0 of a one-shard node, its log in `dir/log`).
+    fn store(dir: &std::path::Path) -> Arc<ShardStore> {
+        let (log, _) =
+            Log::open(&dir.join("log"), 1, 8 << 20, true, |_, _| {}).expect("open the log");
+        Arc::new(ShardStore::open(&dir.join("shard-0"), 0, Arc::new(log)).expect("open"))
+    }
+
+    fn spawn(store: &Arc<ShardStore>, fence: Arc<AtomicU64>) -> WriterHandle {
+        let space = Arc::new(DiskSpace::new(store.path.as_path(), 0));
+        WriterHandle::spawn(Arc::clone(store), None, fence, space).expect("spawn")
+    }
+
     fn open(dir: &std::path::Path) -> (Arc<ShardStore>, WriterHandle) {
-        let store = Arc::new(ShardStore::open(dir, 0).expect("open"));
-        let writer =
-            WriterHandle::spawn(Arc::clone(&store), SyncPolicy::Always, 1000, None, fence(1))
-                .expect("spawn");
+        let store = store(dir);
+        let writer = spawn(&store, fence(1));
         (store, writer)
     }
 
@@ -1210,37 +1600,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reopen_keeps_writes_and_trims_the_log() {
+    async fn a_lost_data_store_is_rebuilt_from_the_log() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
-            let store = Arc::new(ShardStore::open(dir.path(), 0).expect("open"));
-            let w = WriterHandle::spawn(Arc::clone(&store), SyncPolicy::Always, 5, None, fence(1))
-                .expect("spawn");
+            let (_, w) = open(dir.path());
             for i in 0..20 {
                 w.submit(put(&format!("k{i}"), "v", PutCondition::None), 1)
                     .await
                     .expect("put");
             }
+            w.submit(WriteKind::Delete { key: "k3".into() }, 1)
+                .await
+                .expect("delete");
             w.close().await;
-            assert_eq!(
-                store.log.iter().count(),
-                5,
-                "the writer keeps `retention` records"
-            );
         }
-        let store = Arc::new(ShardStore::open(dir.path(), 0).expect("reopen"));
-        assert_eq!(store.counters().expect("counters"), (20, 20));
-        let w = WriterHandle::spawn(Arc::clone(&store), SyncPolicy::Always, 2, None, fence(1))
-            .expect("spawn");
-        assert_eq!(
-            store.log.iter().count(),
-            2,
-            "a lower retention trims at start"
-        );
+        // The data store is gone (its unsynced journal lost, say): the log has every write.
+        std::fs::remove_dir_all(dir.path().join("shard-0")).expect("remove");
+        let (store, w) = open(dir.path());
+        assert_eq!(store.counters().expect("counters"), (21, 19));
+        assert_eq!(store.get(b"k7").expect("get"), Some((8, b"v".to_vec())));
+        assert_eq!(store.get(b"k3").expect("get"), None);
         assert_eq!(
             w.submit(put("k0", "new", PutCondition::IfVersion(1)), 1)
                 .await,
-            Ok(Some(21))
+            Ok(Some(22))
         );
         w.close().await;
     }
@@ -1250,15 +1633,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let fence = fence(1);
         {
-            let store = Arc::new(ShardStore::open(dir.path(), 0).expect("open"));
-            let w = WriterHandle::spawn(
-                Arc::clone(&store),
-                SyncPolicy::Always,
-                1000,
-                None,
-                Arc::clone(&fence),
-            )
-            .expect("spawn");
+            let store = store(dir.path());
+            let w = spawn(&store, Arc::clone(&fence));
             w.submit(put("a", "1", PutCondition::None), 1)
                 .await
                 .expect("put");
@@ -1287,9 +1663,8 @@ mod tests {
             assert_eq!(epochs, vec![1, 1, 3]);
             w.close().await;
         }
-        let store = Arc::new(ShardStore::open(dir.path(), 0).expect("reopen"));
-        let w = WriterHandle::spawn(Arc::clone(&store), SyncPolicy::Always, 1000, None, fence)
-            .expect("spawn");
+        let store = store(dir.path());
+        let w = spawn(&store, fence);
         let starts: Vec<(u64, u64)> = w
             .epochs()
             .starts()

@@ -203,7 +203,10 @@ impl Error {
     /// Whether a write was sent and no answer came.
     #[must_use]
     pub fn is_outcome_unknown(&self) -> bool {
-        matches!(self, Self::OutcomeUnknown { .. })
+        matches!(
+            self,
+            Self::OutcomeUnknown { .. } | Self::Kv(KvError::WriteOutcomeUnknown { .. })
+        )
     }
 
     /// Whether the request is known not to have been carried out by the node it went to, and
