@@ -13,3 +13,4 @@ mod replication;
 mod startup;
 mod tls;
 mod tui;
+mod write_path;
