@@ -139,6 +139,9 @@ pub struct Metrics {
     epoch: IntGauge,
     role: IntGaugeVec,
     writable: IntGauge,
+    log_disk: IntGauge,
+    log_retention: IntGauge,
+    storage_ok: IntGauge,
     failovers: IntGauge,
     failover_auto: IntGauge,
     failover_timeout: Gauge,
@@ -305,6 +308,21 @@ impl Metrics {
             "1 while this node is a master that admits writes",
         )?;
         reg(Box::new(writable.clone()))?;
+        let log_disk = IntGauge::new(
+            "log_disk_bytes",
+            "Bytes the node's log (journal and replication log of every shard) takes on disk",
+        )?;
+        reg(Box::new(log_disk.clone()))?;
+        let log_retention = IntGauge::new(
+            "log_retention_bytes",
+            "The log's retention (--log-retention)",
+        )?;
+        reg(Box::new(log_retention.clone()))?;
+        let storage_ok = IntGauge::new(
+            "storage_ok",
+            "0 while the node's storage takes no writes (disk nearly full, or the log failed)",
+        )?;
+        reg(Box::new(storage_ok.clone()))?;
         let failovers = IntGauge::new(
             "failovers",
             "Failovers (switchovers and promotions) this node took part in since it started",
@@ -426,6 +444,9 @@ impl Metrics {
             epoch,
             role,
             writable,
+            log_disk,
+            log_retention,
+            storage_ok,
             failovers,
             failover_auto,
             failover_timeout,
@@ -468,6 +489,11 @@ impl Metrics {
                 .set(i64::from(r == status.role));
         }
         self.writable.set(i64::from(status.writable));
+        self.log_disk.set(gauge_i64(status.storage.log_disk_bytes));
+        self.log_retention
+            .set(gauge_i64(status.storage.log_retention_bytes));
+        self.storage_ok
+            .set(i64::from(status.storage.problem.is_none()));
         self.failovers.set(gauge_i64(
             node.cluster()
                 .failovers

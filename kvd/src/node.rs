@@ -166,6 +166,7 @@ impl Node {
         let mut shards = Vec::with_capacity(cfg.shards as usize);
         let mut resyncing = Vec::with_capacity(cfg.shards as usize);
         let mut has_data = false;
+        let mut stores = Vec::with_capacity(cfg.shards as usize);
         for id in 0..cfg.shards {
             let store = Arc::new(ShardStore::open(
                 &NodeMeta::shard_dir(&cfg.data_dir, id),
@@ -173,12 +174,11 @@ impl Node {
                 Arc::clone(&log),
             )?);
             resyncing.push(store.resync_pending()?);
-            let writer = WriterHandle::spawn(
-                Arc::clone(&store),
-                Some(metrics.shard(id)),
-                Arc::clone(&fence),
-                Arc::clone(&space),
-            )?;
+            stores.push((store, Some(metrics.shard(id))));
+        }
+        let keep: Vec<Arc<ShardStore>> = stores.iter().map(|(s, _)| Arc::clone(s)).collect();
+        let writers = WriterHandle::spawn_all(stores, Arc::clone(&fence), Arc::clone(&space))?;
+        for (store, writer) in keep.into_iter().zip(writers) {
             has_data |= *writer.last_seq().borrow() > 0;
             shards.push(Shard { store, writer });
         }
@@ -1131,6 +1131,12 @@ impl Node {
                 },
             },
             last_failover: file.last_failover,
+            storage: shared::StorageStatus {
+                log_disk_bytes: self.inner.log.disk_bytes(),
+                log_retention_bytes: self.inner.log.retention(),
+                log_segment_bytes: self.inner.log.segment_bytes(),
+                problem: self.storage_problem().map(|(_, why)| why),
+            },
             address: self.inner.advertised.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             uptime_secs: self.inner.started.elapsed().as_secs(),

@@ -181,6 +181,21 @@ pub struct NodeStatus {
     pub last_failover: Option<FailoverRecord>,
     /// The failover mode, the lease and any election in progress.
     pub failover: FailoverStatus,
+    /// The node's log and what keeps it from taking writes.
+    pub storage: StorageStatus,
+}
+
+/// The node's log (the journal and replication log of every shard), apart from the shards' data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct StorageStatus {
+    /// Bytes the log's segments take on disk.
+    pub log_disk_bytes: u64,
+    /// `--log-retention`, in bytes.
+    pub log_retention_bytes: u64,
+    /// The size of one segment.
+    pub log_segment_bytes: u64,
+    /// Why the node takes no writes now (a nearly full disk, a failed log), if it takes none.
+    pub problem: Option<String>,
 }
 
 /// Many unconditional puts in one call.

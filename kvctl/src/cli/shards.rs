@@ -173,6 +173,7 @@ mod tests {
 
     fn node() -> NodeStatus {
         NodeStatus {
+            storage: shared::StorageStatus::default(),
             node_id: "m".into(),
             role: Role::Master,
             address: "127.0.0.1:3000".into(),

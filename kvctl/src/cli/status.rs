@@ -80,6 +80,8 @@ struct StatusJson<'a> {
     last_failover: Option<&'a FailoverRecord>,
     /// How this node fails over: the mode, the lease, an election in progress.
     failover: FailoverJson<'a>,
+    /// The node's log apart from the shards' data, and why no write is taken (`null`: they are).
+    storage: &'a shared::StorageStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     master_link: Option<MasterLinkJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -163,6 +165,7 @@ impl<'a> From<&'a View> for StatusJson<'a> {
             sync: s.sync.as_str(),
             max_key_bytes: s.max_key_bytes,
             max_value_bytes: s.max_value_bytes,
+            storage: &s.storage,
             shards: s
                 .shards
                 .iter()
@@ -258,6 +261,16 @@ fn print_text(out: &mut impl Write, view: &View, now_unix_ms: u64) -> io::Result
         human_bytes(s.max_key_bytes),
         human_bytes(s.max_value_bytes)
     )?;
+    writeln!(
+        out,
+        "log       {} on disk, retention {} (segments of {})",
+        human_bytes(s.storage.log_disk_bytes),
+        human_bytes(s.storage.log_retention_bytes),
+        human_bytes(s.storage.log_segment_bytes)
+    )?;
+    if let Some(problem) = &s.storage.problem {
+        writeln!(out, "WRITES    refused: {problem}")?;
+    }
     writeln!(out, "failover  {}", mode_line(&s.failover, s.role))?;
     if let Some(e) = &s.failover.election {
         writeln!(out, "election  {}", election_line(e, now_unix_ms))?;
@@ -506,6 +519,7 @@ version   0.1.0
 uptime    1h 2m 5s
 sync      always
 limits    keys up to 4 KiB, values up to 1 MiB
+log       64 MiB on disk, retention 256 MiB (segments of 32 MiB)
 failover  manual (by command: kvctl failover, kvctl promote)
 
 shard  keys  last seq     disk
@@ -578,6 +592,8 @@ replica  10.0.0.3:3000   77aa0b12  down   1: 5 behind; others in sync
                 "sync": "always",
                 "max_key_bytes": 4096,
                 "max_value_bytes": 1_048_576,
+                "storage": {"log_disk_bytes": 67_108_864, "log_retention_bytes": 268_435_456,
+                            "log_segment_bytes": 33_554_432, "problem": null},
                 "shards": [
                     {"shard": 0, "keys": 10, "last_seq": 12, "disk_bytes": 2048,
                      "resyncing": false, "partial_resyncs": 0, "full_resyncs": 0,
@@ -623,6 +639,12 @@ replica  10.0.0.3:3000   77aa0b12  down   1: 5 behind; others in sync
     #[test]
     fn replica_text_at_a_fixed_time() {
         let mut s = shared::NodeStatus {
+            storage: shared::StorageStatus {
+                log_disk_bytes: 1 << 20,
+                log_retention_bytes: 8 << 20,
+                log_segment_bytes: 1 << 20,
+                problem: Some("3.0 MiB free on the disk of /data".into()),
+            },
             node_id: "r1".into(),
             role: Role::Replica,
             address: "10.0.0.2:3000".into(),
@@ -691,6 +713,8 @@ version   0.1.0
 uptime    59s
 sync      none
 limits    keys up to 4 KiB, values up to 1 MiB
+log       1 MiB on disk, retention 8 MiB (segments of 1 MiB)
+WRITES    refused: 3.0 MiB free on the disk of /data
 failover  manual (by command: kvctl failover, kvctl promote)
 last      failover epoch 3, switchover from 3f2a9c1b (10.0.0.2:3000) to m1 (10.0.0.1:3000) 1m 12s ago, took 120 ms: kvctl failover
 master    10.0.0.1:3000
@@ -715,6 +739,7 @@ total     3         9  100 B                           2             1
             address: "127.0.0.1:3000".into(),
         };
         let master = NodeStatus {
+            storage: shared::StorageStatus::default(),
             node_id: me.node_id.clone(),
             role: Role::Master,
             address: me.address.clone(),

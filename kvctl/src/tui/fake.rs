@@ -50,6 +50,12 @@ pub fn node(
     shards: &[(u64, u64, u64)],
 ) -> NodeStatus {
     NodeStatus {
+        storage: shared::StorageStatus {
+            log_disk_bytes: 96 << 20,
+            log_retention_bytes: 256 << 20,
+            log_segment_bytes: 32 << 20,
+            problem: None,
+        },
         node_id: id.into(),
         role,
         address: address.into(),

@@ -140,6 +140,7 @@ fn status(id: &str, role: Role, epoch: u64, shards: &[(u64, u64, u64)]) -> NodeS
         master: Some(m("old")),
         writable: false,
         last_failover: None,
+        storage: shared::StorageStatus::default(),
         failover: shared::cluster::FailoverStatus {
             mode: "manual".into(),
             timeout_ms: 5000,

@@ -343,9 +343,13 @@ impl ShardStore {
 
 /// Opens the fjall database of a shard directory.
 pub(super) fn open_db(path: &Path) -> Result<Database, StorageError> {
+    // The node's log is the journal: fjall's own is not even handed to the OS per commit
+    // (`manual_journal_persist`), only when a segment of it rotates, at a sync before the log
+    // is trimmed, and at shutdown; what a crash loses of it is replayed from the log.
     Ok(Database::builder(path)
         .worker_threads(2)
         .max_journaling_size(64 << 20)
+        .manual_journal_persist(true)
         .open()?)
 }
 

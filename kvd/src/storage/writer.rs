@@ -26,7 +26,6 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
-    thread::JoinHandle,
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -45,7 +44,7 @@ use super::{
         META_KEYS, META_LAST_SEQ, META_RESYNC, TruncatePayload, decode_payload, encode_data,
         encode_history, encode_payload,
     },
-    log::{self, Frame, Kind, StoredFrame},
+    log::{self, Frame, Kind, Log, StoredFrame},
 };
 use crate::cluster::history::EpochHistory;
 
@@ -122,8 +121,8 @@ enum Msg {
         Vec<Restore>,
         oneshot::Sender<Result<(), StorageError>>,
     ),
-    /// Finish what is queued, refuse the rest, sync and stop.
-    Close,
+    /// Finish what is queued for the shard, refuse the rest, sync and stop (answered once done).
+    Close(oneshot::Sender<()>),
 }
 
 /// Group commits remembered for "bytes behind": (last sequence of the commit, log bytes
@@ -206,97 +205,123 @@ pub struct WriterStats {
 /// The sending side of a shard's writer.
 pub struct WriterHandle {
     shard: u32,
-    tx: mpsc::Sender<Msg>,
+    tx: mpsc::Sender<(u32, Msg)>,
     last_seq: watch::Receiver<u64>,
     stats: Arc<WriterStats>,
     history: Arc<Mutex<VecDeque<(u64, u64)>>>,
     /// The shard's epoch history as of the last published commit.
     epochs: Arc<Mutex<EpochHistory>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-    /// The writer itself when it runs inline (`crate::blocking::inline`): each send is followed
-    /// by a pump on the caller's thread instead of a wake-up of the writer thread.
-    inline: Option<Mutex<Inline>>,
+    /// The committer when it runs inline (`crate::blocking::inline`): each send is followed by a
+    /// pump on the caller's thread instead of a wake-up of the committer thread.
+    inline: Option<Arc<Mutex<Inline>>>,
 }
 
-/// A writer run by its callers (the simulation).
+/// The committer run by its callers (the simulation).
 struct Inline {
-    writer: Writer,
-    rx: mpsc::Receiver<Msg>,
-    stopped: bool,
+    committer: Committer,
+    rx: mpsc::Receiver<(u32, Msg)>,
 }
 
 impl WriterHandle {
-    /// Replays into `store`'s data what the log holds past what it has applied, then starts
-    /// the shard's writer thread.
+    /// One shard only: see [`WriterHandle::spawn_all`].
     ///
     /// # Errors
-    /// When the shard's counters cannot be read, the replay fails or the thread cannot be
-    /// started.
+    /// See [`WriterHandle::spawn_all`].
     pub fn spawn(
         store: Arc<ShardStore>,
         metrics: Option<ShardMetrics>,
         fence: Arc<AtomicU64>,
         space: Arc<DiskSpace>,
     ) -> Result<Self, StorageError> {
-        let shard = store.id();
-        let (last_seq, keys) = store.counters()?;
-        let applied_lsn = store.applied_lsn()?;
-        let epochs = store.epoch_history(last_seq)?;
-        let shared_epochs = Arc::new(Mutex::new(epochs.clone()));
-        let stats = Arc::new(WriterStats {
-            keys: AtomicU64::new(keys),
-            ..WriterStats::default()
-        });
-        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let (seq_tx, seq_rx) = watch::channel(last_seq);
-        let history = Arc::new(Mutex::new(VecDeque::from([(last_seq, 0)])));
-        let mut writer = Writer {
-            epochs,
-            shared_epochs: Arc::clone(&shared_epochs),
-            fence,
-            versions: VersionCache::default(),
-            metrics,
-            history: Arc::clone(&history),
-            store,
-            last_seq,
-            keys,
-            applied_lsn,
-            behind: false,
-            space,
-            stats: Arc::clone(&stats),
-            seq_tx,
-            ops: Vec::with_capacity(256),
-            arena: Vec::with_capacity(64 * 1024),
-        };
-        writer.replay()?;
-        let (thread, inline) = if crate::blocking::inline() {
-            let inline = Inline {
-                writer,
-                rx,
-                stopped: false,
+        let mut handles = Self::spawn_all(vec![(store, metrics)], fence, space)?;
+        handles.pop().ok_or(StorageError::Stopped(0))
+    }
+
+    /// Replays into each store's data what the log holds past what it has applied, then starts
+    /// the one committer thread that owns every write of every shard (so that one log commit,
+    /// one write and one fsync, takes what all shards have queued). `stores` are in shard
+    /// order, shard `i` at index `i`.
+    ///
+    /// # Errors
+    /// When a shard's counters cannot be read, the replay fails or the thread cannot be
+    /// started.
+    pub fn spawn_all(
+        stores: Vec<(Arc<ShardStore>, Option<ShardMetrics>)>,
+        fence: Arc<AtomicU64>,
+        space: Arc<DiskSpace>,
+    ) -> Result<Vec<Self>, StorageError> {
+        let depth = QUEUE_DEPTH * stores.len().max(1);
+        let (tx, rx) = mpsc::channel(depth);
+        let mut handles = Vec::with_capacity(stores.len());
+        let mut writers = Vec::with_capacity(stores.len());
+        let mut log = None;
+        for (store, metrics) in stores {
+            let shard = store.id();
+            let (last_seq, keys) = store.counters()?;
+            let applied_lsn = store.applied_lsn()?;
+            let epochs = store.epoch_history(last_seq)?;
+            let shared_epochs = Arc::new(Mutex::new(epochs.clone()));
+            let stats = Arc::new(WriterStats {
+                keys: AtomicU64::new(keys),
+                ..WriterStats::default()
+            });
+            let (seq_tx, seq_rx) = watch::channel(last_seq);
+            let history = Arc::new(Mutex::new(VecDeque::from([(last_seq, 0)])));
+            log = Some(Arc::clone(&store.log));
+            let mut writer = Writer {
+                epochs,
+                shared_epochs: Arc::clone(&shared_epochs),
+                fence: Arc::clone(&fence),
+                versions: VersionCache::default(),
+                metrics,
+                history: Arc::clone(&history),
+                store,
+                last_seq,
+                keys,
+                applied_lsn,
+                behind: false,
+                space: Arc::clone(&space),
+                stats: Arc::clone(&stats),
+                seq_tx,
+                closed: false,
             };
-            (None, Some(Mutex::new(inline)))
+            writer.replay()?;
+            writers.push(writer);
+            handles.push(Self {
+                shard,
+                tx: tx.clone(),
+                last_seq: seq_rx,
+                stats,
+                history,
+                epochs: shared_epochs,
+                inline: None,
+            });
+        }
+        let Some(log) = log else {
+            return Ok(handles);
+        };
+        let committer = Committer {
+            writers,
+            log,
+            ops: Vec::new(),
+            arena: Vec::with_capacity(256 * 1024),
+        };
+        if crate::blocking::inline() {
+            let inline = Arc::new(Mutex::new(Inline { committer, rx }));
+            for h in &mut handles {
+                h.inline = Some(Arc::clone(&inline));
+            }
         } else {
-            let thread = std::thread::Builder::new()
-                .name(format!("kvd-writer-{shard}"))
-                .spawn(move || writer.run(rx))
+            std::thread::Builder::new()
+                .name("kvd-writer".into())
+                .spawn(move || committer.run(rx))
                 .map_err(|source| StorageError::Io {
                     what: "cannot start the writer thread of",
-                    path: format!("shard-{shard}").into(),
+                    path: "the shards".into(),
                     source,
                 })?;
-            (Some(thread), None)
-        };
-        Ok(Self {
-            shard,
-            tx,
-            last_seq: seq_rx,
-            stats,
-            history,
-            epochs: shared_epochs,
-            thread: Mutex::new(thread),
-            inline,
-        })
+        }
+        Ok(handles)
     }
 
     /// Inline only: handles what is queued, on this thread.
@@ -307,26 +332,17 @@ impl WriterHandle {
         let mut guard = inline
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Inline {
-            writer,
-            rx,
-            stopped,
-        } = &mut *guard;
+        let Inline { committer, rx } = &mut *guard;
         let mut next = None;
         loop {
             let msg = match next.take() {
                 Some(msg) => msg,
                 None => match rx.try_recv() {
                     Ok(msg) => msg,
-                    Err(mpsc::error::TryRecvError::Empty) => return,
-                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                    Err(_) => return,
                 },
             };
-            next = writer.handle(msg, rx);
-        }
-        if !*stopped {
-            *stopped = true;
-            writer.stopped();
+            next = committer.handle(msg, rx);
         }
     }
 
@@ -366,7 +382,7 @@ impl WriterHandle {
     pub async fn submit(&self, kind: WriteKind, epoch: Epoch) -> WriteResult {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Msg::Write(WriteOp { kind, epoch, reply }))
+            .send((self.shard, Msg::Write(WriteOp { kind, epoch, reply })))
             .await
             .map_err(|_| KvError::ShuttingDown)?;
         self.pump();
@@ -382,7 +398,10 @@ impl WriterHandle {
     ) -> Result<T, StorageError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || StorageError::Stopped(self.shard);
-        self.tx.send(msg(reply)).await.map_err(|_| stopped())?;
+        self.tx
+            .send((self.shard, msg(reply)))
+            .await
+            .map_err(|_| stopped())?;
         self.pump();
         answer.await.map_err(|_| stopped())?
     }
@@ -481,14 +500,15 @@ impl WriterHandle {
 
     /// Stops taking writes, lets the writer finish what is queued, syncs, and waits for it.
     pub async fn close(&self) {
+        let (reply, done) = oneshot::channel();
         // An error means the writer has already stopped.
-        let _ = self.tx.send(Msg::Close).await;
-        self.pump();
-        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
-        if let Some(thread) = thread {
-            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
-            if !matches!(joined, Ok(Ok(()))) {
-                tracing::error!(shard = self.shard, "the shard writer thread panicked");
+        if self.tx.send((self.shard, Msg::Close(reply))).await.is_ok() {
+            self.pump();
+            if done.await.is_err() {
+                tracing::error!(
+                    shard = self.shard,
+                    "the shard writer stopped before its close"
+                );
             }
         }
     }
@@ -516,10 +536,8 @@ struct Writer {
     space: Arc<DiskSpace>,
     stats: Arc<WriterStats>,
     seq_tx: watch::Sender<u64>,
-    /// The batch being built (kept to reuse its allocation).
-    ops: Vec<WriteOp>,
-    /// Encoded log records of the batch being built.
-    arena: Vec<u8>,
+    /// The shard was closed: it takes nothing more.
+    closed: bool,
 }
 
 fn now_ms() -> u64 {
@@ -554,37 +572,66 @@ struct Planned {
     end: usize,
 }
 
-impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
-        let mut next: Option<Msg> = None;
+/// The one thread that owns every write of every shard: it takes everything queued, checks
+/// and encodes each shard's part, hands all of it to the log in one commit (one write, one
+/// fsync), then applies each shard's part to its data store and answers.
+struct Committer {
+    /// Shard `i` at index `i`.
+    writers: Vec<Writer>,
+    log: Arc<Log>,
+    /// Each shard's writes of the batch being built (kept to reuse their allocations).
+    ops: Vec<Vec<WriteOp>>,
+    /// Encoded log records of the batch being built.
+    arena: Vec<u8>,
+}
+
+impl Committer {
+    fn run(mut self, mut rx: mpsc::Receiver<(u32, Msg)>) {
+        let mut next: Option<(u32, Msg)> = None;
         loop {
             let msg = match next.take() {
                 Some(msg) => msg,
-                // After `Close`, the queue yields what was sent before it, then `None`.
                 None => match rx.blocking_recv() {
                     Some(msg) => msg,
                     None => break,
                 },
             };
             next = self.handle(msg, &mut rx);
+            if self.writers.iter().all(|w| w.closed) {
+                break;
+            }
         }
-        self.stopped();
+        for w in self.writers.iter_mut().filter(|w| !w.closed) {
+            w.stopped();
+        }
     }
 
-    /// Handles `msg`: a write together with the writes queued behind it, in one batch. Returns
-    /// the message read past the batch, if any.
-    fn handle(&mut self, msg: Msg, rx: &mut mpsc::Receiver<Msg>) -> Option<Msg> {
-        let mut next = None;
+    /// Handles `msg`: a write together with the writes of every shard queued behind it, in one
+    /// commit. Returns the message read past the batch, if any.
+    fn handle(
+        &mut self,
+        (shard, msg): (u32, Msg),
+        rx: &mut mpsc::Receiver<(u32, Msg)>,
+    ) -> Option<(u32, Msg)> {
+        let writer = self.writers.get_mut(shard as usize)?;
+        if writer.closed {
+            // Dropping the message drops its reply: the caller sees the writer stopped.
+            return None;
+        }
         match msg {
             Msg::Write(op) => {
                 let mut ops = std::mem::take(&mut self.ops);
+                ops.resize_with(self.writers.len(), Vec::new);
                 let mut bytes = op.kind.size();
-                ops.push(op);
-                while ops.len() < MAX_BATCH_OPS && bytes < MAX_BATCH_BYTES {
+                let mut count = 1;
+                ops[shard as usize].push(op);
+                let mut next = None;
+                while count < MAX_BATCH_OPS && bytes < MAX_BATCH_BYTES {
                     match rx.try_recv() {
-                        Ok(Msg::Write(op)) => {
+                        Ok((s, Msg::Write(op))) if (s as usize) < ops.len() => {
                             bytes += op.kind.size();
-                            ops.push(op);
+                            count += 1;
+                            ops[s as usize].push(op);
                         }
                         Ok(other) => {
                             next = Some(other);
@@ -595,7 +642,97 @@ impl Writer {
                 }
                 self.commit(&mut ops);
                 self.ops = ops;
+                next
             }
+            Msg::Close(reply) => {
+                writer.stopped();
+                writer.closed = true;
+                let _ = reply.send(());
+                None
+            }
+            other => {
+                writer.handle_other(other);
+                None
+            }
+        }
+    }
+
+    /// Commits `ops` (each shard's writes) with one log commit and answers every one of them.
+    /// Empties `ops`.
+    fn commit(&mut self, ops: &mut [Vec<WriteOp>]) {
+        let mut arena = std::mem::take(&mut self.arena);
+        arena.clear();
+        let mut plans = Vec::new();
+        for (shard, shard_ops) in ops.iter_mut().enumerate() {
+            if shard_ops.is_empty() {
+                continue;
+            }
+            if let Some(writer) = self.writers.get_mut(shard)
+                && let Some(plan) = writer.plan(shard_ops, &mut arena)
+            {
+                plans.push((shard, plan));
+            }
+        }
+        if plans.is_empty() {
+            self.arena = arena;
+            return;
+        }
+        let frames: Vec<Frame<'_>> = plans
+            .iter()
+            .flat_map(|(shard, plan)| {
+                let arena = &arena;
+                plan.planned.iter().map(move |p| Frame {
+                    shard: u32::try_from(*shard).unwrap_or(u32::MAX),
+                    seq: p.seq,
+                    kind: Kind::Entry,
+                    payload: &arena[p.start..p.end],
+                })
+            })
+            .collect();
+        let count = frames.len() as u64;
+        let started = Instant::now();
+        let appended = self.log.append(&frames);
+        drop(frames);
+        match appended {
+            Ok(last) => {
+                // The frames took consecutive lsns, in plan order.
+                let mut lsn = last + 1 - count;
+                for (shard, plan) in plans {
+                    lsn += plan.planned.len() as u64;
+                    if let Some(writer) = self.writers.get_mut(shard) {
+                        writer.apply(plan, &mut ops[shard], &arena, lsn - 1, started);
+                    }
+                }
+            }
+            Err(e) => {
+                if !matches!(e, StorageError::DiskFull(_)) {
+                    tracing::error!(error = %e, "group commit failed");
+                }
+                for (shard, plan) in plans {
+                    if let Some(writer) = self.writers.get_mut(shard) {
+                        writer.refuse(plan, &mut ops[shard], &e);
+                    }
+                }
+            }
+        }
+        self.arena = arena;
+    }
+}
+
+/// What a shard's part of a commit will write, once the log has it.
+struct Plan {
+    results: Vec<WriteResult>,
+    planned: Vec<Planned>,
+    pending: HashMap<Vec<u8>, Option<u64>>,
+    seq: u64,
+    keys: u64,
+    epochs: EpochHistory,
+}
+
+impl Writer {
+    /// Handles a message other than a write or a close.
+    fn handle_other(&mut self, msg: Msg) {
+        match msg {
             Msg::Replicate(entries, reply) => {
                 let _ = reply.send(self.caught_up().and_then(|()| self.replicate(entries)));
             }
@@ -614,9 +751,8 @@ impl Writer {
                         .and_then(|()| self.truncate(to, last, restore)),
                 );
             }
-            Msg::Close => rx.close(),
+            Msg::Write(_) | Msg::Close(_) => {}
         }
-        next
     }
 
     /// The last sync and the summary, once the queue has ended.
@@ -838,27 +974,29 @@ impl Writer {
         Ok(())
     }
 
-    /// Applies `ops` in one batch and answers each of them. Empties `ops`.
-    fn commit(&mut self, ops: &mut Vec<WriteOp>) {
+    /// Checks `ops` against the shard and encodes what they write onto `arena`: the plan of
+    /// the shard's part of a commit, or `None` when every op is answered already (refused, or
+    /// nothing to write).
+    fn plan(&mut self, ops: &mut Vec<WriteOp>, arena: &mut Vec<u8>) -> Option<Plan> {
         let shard = self.store.id();
         if let Err(e) = self.caught_up() {
-            return self.fail(ops, &refusal(shard, &e));
+            self.fail(ops, &refusal(shard, &e));
+            return None;
         }
         if let Some(why) = self.space.refuses() {
-            return self.fail(
+            self.fail(
                 ops,
                 &KvError::DiskFull {
                     shard,
                     message: why,
                 },
             );
+            return None;
         }
         // Versions written earlier in this batch: key -> Some(version) or None (deleted).
         let mut pending: HashMap<Vec<u8>, Option<u64>> = HashMap::new();
         let mut results: Vec<WriteResult> = Vec::with_capacity(ops.len());
         let mut planned: Vec<Planned> = Vec::with_capacity(ops.len());
-        let mut arena = std::mem::take(&mut self.arena);
-        arena.clear();
         let mut seq = self.last_seq;
         let mut keys = self.keys;
         let time_ms = now_ms();
@@ -931,14 +1069,14 @@ impl Writer {
             seq += 1;
             if let Err(e) = epochs.note(op.epoch, seq) {
                 tracing::error!(shard, error = %e, "a write out of epoch order; the batch is refused");
-                self.arena = arena;
-                return self.fail(
+                self.fail(
                     ops,
                     &KvError::Storage {
                         shard,
                         message: e.to_string(),
                     },
                 );
+                return None;
             }
             let is_put = matches!(op_ref, LogOpRef::Put { .. });
             let start = arena.len();
@@ -947,11 +1085,11 @@ impl Writer {
                 time_ms,
                 op: op_ref,
             };
-            if let Err(e) = record.encode_into(&mut arena) {
+            if let Err(e) = record.encode_into(arena) {
                 // Cannot happen with bincode into a Vec; refuse the whole batch to be safe.
                 tracing::error!(shard, error = %e, "cannot encode a log record");
-                self.arena = arena;
-                return self.fail(ops, &refusal(shard, &e));
+                self.fail(ops, &refusal(shard, &e));
+                return None;
             }
             planned.push(Planned {
                 seq,
@@ -963,37 +1101,58 @@ impl Writer {
             results.push(Ok(Some(seq)));
         }
 
-        if !planned.is_empty() {
-            let frames: Vec<Frame<'_>> = planned
+        if planned.is_empty() {
+            for (op, result) in ops.drain(..).zip(results) {
+                let _ = op.reply.send(result);
+            }
+            return None;
+        }
+        Some(Plan {
+            results,
+            planned,
+            pending,
+            seq,
+            keys,
+            epochs,
+        })
+    }
+
+    /// Answers the ops of `plan` whose commit failed with `e` (a refused op keeps its answer).
+    fn refuse(&mut self, plan: Plan, ops: &mut Vec<WriteOp>, e: &StorageError) {
+        let refused = refusal(self.store.id(), e);
+        for (op, result) in ops.drain(..).zip(plan.results) {
+            let _ = op.reply.send(match result {
+                Ok(Some(_)) => Err(refused.clone()),
+                other => other,
+            });
+        }
+    }
+
+    /// The log holds `plan` up to `lsn`: applies it to the data store (no fsync), publishes it
+    /// and answers every op.
+    fn apply(
+        &mut self,
+        plan: Plan,
+        ops: &mut Vec<WriteOp>,
+        arena: &[u8],
+        lsn: u64,
+        started: Instant,
+    ) {
+        let shard = self.store.id();
+        let Plan {
+            mut results,
+            planned,
+            pending,
+            seq,
+            keys,
+            epochs,
+        } = plan;
+        {
+            let log_bytes: u64 = planned
                 .iter()
-                .map(|p| Frame {
-                    shard,
-                    seq: p.seq,
-                    kind: Kind::Entry,
-                    payload: &arena[p.start..p.end],
-                })
-                .collect();
-            let started = Instant::now();
-            let lsn = match self.store.log.append(&frames) {
-                Ok(lsn) => lsn,
-                Err(e) => {
-                    if !matches!(e, StorageError::DiskFull(_)) {
-                        tracing::error!(shard, error = %e, "group commit failed");
-                    }
-                    let refused = refusal(shard, &e);
-                    self.arena = arena;
-                    for (op, result) in ops.drain(..).zip(results) {
-                        // A write refused before the commit keeps its own answer.
-                        let _ = op.reply.send(match result {
-                            Ok(Some(_)) => Err(refused.clone()),
-                            other => other,
-                        });
-                    }
-                    return;
-                }
-            };
-            let log_bytes = (arena.len() + planned.len() * (log::HEADER + 21)) as u64;
-            drop(frames);
+                .map(|p| (p.end - p.start + log::HEADER + 21) as u64)
+                .sum();
+            let _ = arena;
             // Durable in the log: now the data store, without its own fsync.
             let mut batch = self.store.db().batch();
             for p in &planned {
@@ -1047,7 +1206,6 @@ impl Writer {
                 }
             }
         }
-        self.arena = arena;
         for (op, result) in ops.drain(..).zip(results) {
             // The caller may have gone (deadline); the write stands either way.
             let _ = op.reply.send(result);

@@ -313,6 +313,7 @@ mod tests {
             master: None,
             writable,
             last_failover: None,
+            storage: crate::StorageStatus::default(),
             failover: crate::cluster::FailoverStatus::manual(),
         }
     }

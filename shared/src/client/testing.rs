@@ -430,6 +430,12 @@ impl Fake {
             master,
             writable: !replica && now.writable,
             last_failover: self.last_failover.clone(),
+            storage: crate::StorageStatus {
+                log_disk_bytes: 64 << 20,
+                log_retention_bytes: 256 << 20,
+                log_segment_bytes: 32 << 20,
+                problem: None,
+            },
             failover: crate::cluster::FailoverStatus::manual(),
         }
     }

@@ -292,6 +292,10 @@ fn render_nodes(app: &App, rows: &[NodeView], area: Rect, buf: &mut Buffer) {
     header.extend([right("KEYS"), right("DISK")]);
     widths.extend([Constraint::Length(9), Constraint::Length(9)]);
     if wide {
+        header.push(right("LOG"));
+        widths.push(Constraint::Length(9));
+    }
+    if wide {
         header.extend([right("WRITES"), "FOLLOWS".into()]);
         widths.extend([Constraint::Length(9), Constraint::Length(8)]);
     }
@@ -325,9 +329,25 @@ fn render_nodes(app: &App, rows: &[NodeView], area: Rect, buf: &mut Buffer) {
         cells.push(right(own.map_or_else(dash, |s| {
             s.shards.iter().map(|s| s.keys).sum::<u64>().to_string()
         })));
-        cells.push(right(own.map_or_else(dash, |s| {
+        // The shards' data; red while the node's storage takes no writes (a full disk).
+        let refusing = own.is_some_and(|s| s.storage.problem.is_some());
+        let disk = right(own.map_or_else(dash, |s| {
             human_bytes(s.shards.iter().map(|s| s.disk_bytes).sum())
-        })));
+        }));
+        cells.push(if refusing {
+            disk.style(Style::new().fg(Color::Red))
+        } else {
+            disk
+        });
+        if wide {
+            // The node's log (journal and replication log), apart from the data.
+            cells.push(if refusing {
+                Cell::from(Line::from("NO WRITES").right_aligned())
+                    .style(Style::new().fg(Color::Red))
+            } else {
+                right(own.map_or_else(dash, |s| human_bytes(s.storage.log_disk_bytes)))
+            });
+        }
         if wide {
             cells.push(right(rate_text(
                 app.history.node_rate(&n.node_id).filter(|_| n.answers()),
