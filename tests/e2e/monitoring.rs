@@ -520,12 +520,26 @@ fn json_outputs_have_the_documented_fields() {
         "replicas",
         "role",
         "shards",
+        "storage",
         "sync",
         "uptime_secs",
         "version",
         "writable",
     ];
     assert_eq!(fields(&status), node);
+    assert_eq!(
+        fields(&status["storage"]),
+        [
+            "log_disk_bytes",
+            "log_retention_bytes",
+            "log_segment_bytes",
+            "problem"
+        ]
+    );
+    // The default retention, and a log that holds something once written.
+    assert_eq!(status["storage"]["log_retention_bytes"], 256u64 << 20);
+    assert!(status["storage"]["log_disk_bytes"].as_u64().unwrap() > 0);
+    assert!(status["storage"]["problem"].is_null());
     assert_eq!(
         (status["role"].as_str(), status["sync"].as_str()),
         (Some("master"), Some("always"))
