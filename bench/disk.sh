@@ -4,7 +4,7 @@
 # RETENTION is set) takes N overwrites of K keys of D-byte values (kvctl bench, batches of 16
 # keys, 50 clients); then the data directory's size is compared with
 #   live data (keys x (16-byte key + value)) + the retention + 64 MiB,
-# the node is killed with SIGKILL, and the time from the restart to its start-up line ("kvd
+# (allocated bytes, as `du` counts them: fjall sizes its journal files sparsely), the node is killed with SIGKILL, and the time from the restart to its start-up line ("kvd
 # started", after the log is read and replayed) is printed.
 #
 # Usage: bench/disk.sh            N=1000000 K=5000 D=200 RETENTION=256MiB
@@ -23,6 +23,12 @@ RET_BYTES=$(numfmt --from=iec-i "${RETENTION%B}")
 
 start_node m --shard=4 --sync=always --log-retention="$RETENTION"
 echo "disk: $N overwrites of $K keys of $D bytes, --log-retention=$RETENTION"
+# The largest size seen during the writes, sampled every 0.2 s.
+( peak=0; while kill -0 "$PID_m" 2>/dev/null; do
+    now=$(du -sB1 "$WORK/m" 2>/dev/null | cut -f1); [ "${now:-0}" -gt "$peak" ] && peak=$now
+    echo "$peak" > "$WORK/peak"; sleep 0.2
+  done ) &
+SAMPLER=$!
 started=$(date +%s.%N)
 timeout 600 "$KVCTL" -e "127.0.0.1:$PORT_m" -o json --timeout 10 bench --clients 50 --batch 16 \
   --value-size "$D" --keyspace "$K" --requests $((N / 16)) --ratio 1:0 >"$WORK/bench.json"
@@ -31,19 +37,22 @@ keys=$(jq '.keys' "$WORK/bench.json")
 echo "disk: $keys keys written in ${took}s ($(jq '.keys_per_sec | floor' "$WORK/bench.json")/s, errors $(jq '.errors.total' "$WORK/bench.json"))"
 # Let upkeep trim what fell out of retention (it runs every 200 ms).
 for _ in $(seq 50); do
-  [ "$(du -sb "$WORK/m/log" | cut -f1)" -le "$RET_BYTES" ] && break
+  [ "$(du -sB1 "$WORK/m/log" | cut -f1)" -le "$RET_BYTES" ] && break
   sleep 0.2
 done
 live=$((K * (16 + D)))
-total=$(du -sb "$WORK/m" | cut -f1)
-logb=$(du -sb "$WORK/m/log" | cut -f1)
+total=$(du -sB1 "$WORK/m" | cut -f1)
+logb=$(du -sB1 "$WORK/m/log" | cut -f1)
 shards=$((total - logb))
 bound=$((live + RET_BYTES + 64 * 1024 * 1024))
 mib() { awk "BEGIN { printf \"%.1f MiB\", $1 / 1048576 }"; }
 echo "disk: data directory $(mib "$total") (log $(mib "$logb"), shards and the rest $(mib "$shards")); live data $(mib "$live")"
 if [ "$total" -le "$bound" ]; then verdict=pass; else verdict=FAIL; fi
 echo "disk: bound live + retention + 64 MiB = $(mib "$bound"): $verdict"
+kill "$SAMPLER" 2>/dev/null || true; wait "$SAMPLER" 2>/dev/null || true
+echo "disk: the largest size seen during the writes: $(mib "$(cat "$WORK/peak" 2>/dev/null || echo 0)")"
 
+du -aB1 "$WORK/m" | sort -n | tail -6 | sed "s|$WORK/||; s/^/  du: /"
 kill -KILL "$PID_m"
 wait "$PID_m" 2>/dev/null || true
 t0=$(date +%s.%N)

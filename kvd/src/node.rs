@@ -151,6 +151,8 @@ impl Node {
         let (mut meta, lock) = NodeMeta::open(&cfg.data_dir, cfg.shards, cfg.data_dir_is_default)?;
         if meta.format < crate::storage::meta::FORMAT {
             crate::storage::migrate::run(&cfg.data_dir, &mut meta, cfg.log_retention)?;
+        } else {
+            crate::storage::migrate::remove_format1_shards(&cfg.data_dir, cfg.shards);
         }
         let log = Arc::new(crate::storage::open_log(
             &cfg.data_dir,
@@ -167,12 +169,10 @@ impl Node {
         let mut resyncing = Vec::with_capacity(cfg.shards as usize);
         let mut has_data = false;
         let mut stores = Vec::with_capacity(cfg.shards as usize);
+        let store_dir = NodeMeta::store_dir(&cfg.data_dir);
+        let db = crate::storage::shard::open_db(&store_dir)?;
         for id in 0..cfg.shards {
-            let store = Arc::new(ShardStore::open(
-                &NodeMeta::shard_dir(&cfg.data_dir, id),
-                id,
-                Arc::clone(&log),
-            )?);
+            let store = Arc::new(ShardStore::open(&db, &store_dir, id, Arc::clone(&log))?);
             resyncing.push(store.resync_pending()?);
             stores.push((store, Some(metrics.shard(id))));
         }

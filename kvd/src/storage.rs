@@ -90,6 +90,12 @@ pub fn reserve_for(log: &log::Log) -> u64 {
 /// # Errors
 /// When a sync, a removal or the spare fails.
 pub fn maintain(log: &log::Log, stores: &[std::sync::Arc<ShardStore>]) -> Result<(), StorageError> {
+    // fjall rotates its journal at 64 MB and drops a sealed one only once every memtable it
+    // covers is flushed: flush them as soon as there is one, so the database's journal stays
+    // near one file (docs/storage-format.md).
+    for store in stores {
+        store.bound_journal()?;
+    }
     if log.over_retention() {
         let safe = log.applied_everywhere();
         if log.removable(safe) {

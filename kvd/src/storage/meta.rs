@@ -142,7 +142,13 @@ impl NodeMeta {
         Ok((meta, lock))
     }
 
-    /// The directory of shard `i`.
+    /// The node's fjall database (format 2): every shard's keyspaces.
+    #[must_use]
+    pub fn store_dir(dir: &Path) -> PathBuf {
+        dir.join("store")
+    }
+
+    /// The directory of shard `i` (format 1: one fjall database per shard).
     #[must_use]
     pub fn shard_dir(dir: &Path, shard: u32) -> PathBuf {
         dir.join(format!("shard-{shard}"))

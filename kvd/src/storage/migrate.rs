@@ -1,12 +1,14 @@
 //! Format 1 to format 2, in place, at start.
 //!
-//! Format 1 kept each shard's replication log in its fjall database (keyspace `log`), and fjall's
-//! journal was the journal. Format 2 has one log for the node (`log.rs`). The migration copies
-//! every shard's `log` keyspace, in sequence order, into a new log under `log.migrating/`,
-//! records in each shard's `meta` that its data has applied all of it, renames the directory to
-//! `log/`, and only then writes `node.json` with format 2. A migration interrupted at any point
-//! leaves `node.json` at format 1 and is redone from the start; the old keyspaces are dropped
-//! once format 2 is on disk.
+//! Format 1 kept each shard in a fjall database of its own (`shard-<i>/`, keyspaces `data`, `log`,
+//! `meta`), and fjall's journal was the journal. Format 2 has one log for the node (`log/`,
+//! `log.rs`) and one fjall database for the data of every shard (`store/`, keyspaces
+//! `data-<i>`, `meta-<i>`). The migration copies every shard's `log` keyspace, in sequence
+//! order, into a new log under `log.migrating/`, and its `data` and `meta` into a new database
+//! under `store.migrating/` (with `applied_lsn`: all of it), syncs both, renames them into place,
+//! and only then writes `node.json` with format 2. A migration interrupted at any point leaves
+//! `node.json` at format 1 and the old shards untouched, and is redone from the start; the old
+//! shard directories are removed once format 2 is on disk.
 
 use std::{fs, path::Path, time::Instant};
 
@@ -43,18 +45,45 @@ pub fn run(dir: &Path, meta: &mut NodeMeta, retention: u64) -> Result<(), Storag
     );
     let tmp = dir.join("log.migrating");
     let done = dir.join("log");
-    for stale in [&tmp, &done] {
+    let tmp_store = dir.join("store.migrating");
+    let store = NodeMeta::store_dir(dir);
+    for stale in [&tmp, &done, &tmp_store, &store] {
         if stale.exists() {
             fs::remove_dir_all(stale).map_err(io_err("cannot remove the unfinished", stale))?;
         }
     }
     let mut entries = 0u64;
+    let mut keys_copied = 0u64;
     {
         let (log, _) = Log::open(&tmp, meta.shards, retention, true, |_, _| {})?;
+        let new_db = open_db(&tmp_store)?;
         for shard in 0..meta.shards {
             let db = open_db(&NodeMeta::shard_dir(dir, shard))?;
             let log_ks = db.keyspace("log", KeyspaceCreateOptions::default)?;
             let meta_ks = db.keyspace("meta", KeyspaceCreateOptions::default)?;
+            let data_ks = db.keyspace("data", KeyspaceCreateOptions::default)?;
+            let new_data =
+                new_db.keyspace(&format!("data-{shard}"), KeyspaceCreateOptions::default)?;
+            let new_meta =
+                new_db.keyspace(&format!("meta-{shard}"), KeyspaceCreateOptions::default)?;
+            // The data and the meta counters, as they are.
+            for (from, to) in [(&data_ks, &new_data), (&meta_ks, &new_meta)] {
+                let mut batch = new_db.batch();
+                let mut n = 0;
+                for guard in from.iter() {
+                    let (key, value) = guard.into_inner()?;
+                    batch.insert(to, key.to_vec(), value.to_vec());
+                    n += 1;
+                    if n % CHUNK == 0 {
+                        batch.commit()?;
+                        batch = new_db.batch();
+                    }
+                }
+                batch.commit()?;
+                if std::ptr::eq(from, &data_ks) {
+                    keys_copied += n as u64;
+                }
+            }
             let read = |k: &[u8], what| -> Result<u64, StorageError> {
                 match meta_ks.get(k)? {
                     Some(raw) => decode_u64(&raw, what),
@@ -111,39 +140,41 @@ pub fn run(dir: &Path, meta: &mut NodeMeta, retention: u64) -> Result<(), Storag
                     payload: &payload,
                 }])?;
             }
-            let mut batch = db.batch().durability(Some(PersistMode::SyncAll));
-            batch.insert(&meta_ks, META_APPLIED, applied.to_be_bytes());
+            let mut batch = new_db.batch();
+            batch.insert(&new_meta, META_APPLIED, applied.to_be_bytes());
             batch.commit()?;
         }
+        new_db.persist(PersistMode::SyncAll)?;
     }
     fs::rename(&tmp, &done).map_err(io_err("cannot rename into place", &done))?;
+    fs::rename(&tmp_store, &store).map_err(io_err("cannot rename into place", &store))?;
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err("cannot sync", dir))?;
     meta.format = FORMAT;
     write_json_atomically(&dir.join("node.json"), meta, "node.json")?;
-    for shard in 0..meta.shards {
-        if let Err(e) = drop_old_log(dir, shard) {
-            tracing::warn!(shard, error = %e, "cannot drop the format-1 log keyspace; it is tried at the next start");
-        }
-    }
+    remove_format1_shards(dir, meta.shards);
     tracing::info!(
         entries,
+        keys = keys_copied,
         took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         "migrated the data directory to format 2"
     );
     Ok(())
 }
 
-/// Drops a shard's format-1 `log` keyspace, if it is still there.
-///
-/// # Errors
-/// On engine errors.
-pub fn drop_old_log(dir: &Path, shard: u32) -> Result<(), StorageError> {
-    let db = open_db(&NodeMeta::shard_dir(dir, shard))?;
-    if db.keyspace_exists("log") {
-        let ks = db.keyspace("log", KeyspaceCreateOptions::default)?;
-        db.delete_keyspace(ks)?;
+/// Removes the format-1 shard directories a migration left (it removes them itself once
+/// `node.json` says format 2; a crash in between leaves them for the next start).
+pub fn remove_format1_shards(dir: &Path, shards: u32) {
+    for shard in 0..shards {
+        let old = NodeMeta::shard_dir(dir, shard);
+        if old.exists() {
+            match fs::remove_dir_all(&old) {
+                Ok(()) => tracing::info!(dir = %old.display(), "removed a migrated format-1 shard"),
+                Err(e) => {
+                    tracing::warn!(dir = %old.display(), error = %e, "cannot remove a migrated format-1 shard; it is tried at the next start")
+                }
+            }
+        }
     }
-    Ok(())
 }

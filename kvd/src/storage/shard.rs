@@ -1,8 +1,8 @@
-//! One shard's store: a fjall database with two keyspaces, and the node's log.
+//! One shard's store: two keyspaces of the node's fjall database, and the node's log.
 //!
-//! - `data`: key -> version (u64 BE) ++ value
-//! - `meta`: `last_seq`, `keys`, `applied_lsn` (u64 BE), written in the same batch as the data
-//!   they describe
+//! - `data-<shard>`: key -> version (u64 BE) ++ value
+//! - `meta-<shard>`: `last_seq`, `keys`, `applied_lsn` (u64 BE), written in the same batch as
+//!   the data they describe
 //!
 //! The shard's log entries are in the node's one log (`log.rs`). Reads go straight to the engine
 //! (they never wait for the writer); writes go only through the shard's writer thread
@@ -46,25 +46,25 @@ pub struct ShardScan {
 }
 
 impl ShardStore {
-    /// Opens (or creates) shard `id` under `path`, whose entries are in `log`; fjall replays
-    /// its journal here (the writer then replays what `log` holds past it).
+    /// Opens (or creates) shard `id` in the node's database `db` (at `path`), whose entries are
+    /// in `log` (the writer replays what `log` holds past what the database applied).
     ///
-    /// fjall's memtables are kept small (8 MiB) and its journals at their least (64 MiB): the
-    /// data store is not the journal any more, so what it holds beyond the live data is
-    /// overhead on disk (docs/storage-format.md).
+    /// The memtables are kept small (8 MiB): the data store is not the journal any more, so what
+    /// it holds beyond the live data is overhead on disk (docs/storage-format.md).
     ///
     /// # Errors
-    /// When the engine cannot open the directory.
-    pub fn open(path: &Path, id: u32, log: Arc<Log>) -> Result<Self, StorageError> {
-        let db = open_db(path)?;
-        let data = db.keyspace("data", || {
+    /// When the engine cannot open the keyspaces.
+    pub fn open(db: &Database, path: &Path, id: u32, log: Arc<Log>) -> Result<Self, StorageError> {
+        let data = db.keyspace(&format!("data-{id}"), || {
             KeyspaceCreateOptions::default().max_memtable_size(8 << 20)
         })?;
-        let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
+        let meta = db.keyspace(&format!("meta-{id}"), || {
+            KeyspaceCreateOptions::default().max_memtable_size(1 << 20)
+        })?;
         Ok(Self {
             id,
             path: path.to_path_buf(),
-            db,
+            db: db.clone(),
             data,
             meta,
             log,
@@ -324,11 +324,40 @@ impl ShardStore {
         Ok((keys, sum))
     }
 
-    /// Bytes the shard's files take on disk, counted like `du`: allocated blocks, so the
-    /// journal fjall pre-sizes to 64 MiB counts for what it holds, not for its length.
+    /// Bytes the shard's tables take on disk (its part of the database; the database's journal
+    /// is the node's, see [`ShardStore::journal_bytes`]).
     #[must_use]
     pub fn disk_bytes(&self) -> u64 {
-        du(&self.path)
+        self.data.disk_space() + self.meta.disk_space()
+    }
+
+    /// Bytes the node's database journal takes on disk, counted like `du` (allocated blocks).
+    #[must_use]
+    pub fn journal_bytes(&self) -> u64 {
+        std::fs::read_dir(&self.path).map_or(0, |entries| {
+            use std::os::unix::fs::MetadataExt;
+            entries
+                .flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "jnl"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.blocks() * 512)
+                .sum()
+        })
+    }
+
+    /// Flushes the shard's memtables while fjall keeps a sealed journal, so that it can drop
+    /// it (the node's log is the journal; fjall's only costs disk).
+    ///
+    /// # Errors
+    /// On engine errors.
+    pub fn bound_journal(&self) -> Result<(), StorageError> {
+        // fjall seals its journal at the first flush past 64,000,000 bytes: ask for that flush
+        // as soon as the journal is there, and flush again while a sealed journal remains.
+        if self.db.journal_count() > 1 || self.db.journal_disk_space()? > 64_000_000 {
+            self.data.rotate_memtable()?;
+            self.meta.rotate_memtable()?;
+        }
+        Ok(())
     }
 
     /// Makes everything written so far durable.
@@ -341,8 +370,8 @@ impl ShardStore {
     }
 }
 
-/// Opens the fjall database of a shard directory.
-pub(super) fn open_db(path: &Path) -> Result<Database, StorageError> {
+/// Opens a fjall database: the node's (`<data-dir>/store`), or a format-1 shard's.
+pub fn open_db(path: &Path) -> Result<Database, StorageError> {
     // The node's log is the journal: fjall's own is not even handed to the OS per commit
     // (`manual_journal_persist`), only when a segment of it rotates, at a sync before the log
     // is trimmed, and at shutdown; what a crash loses of it is replayed from the log.
@@ -351,21 +380,4 @@ pub(super) fn open_db(path: &Path) -> Result<Database, StorageError> {
         .max_journaling_size(64 << 20)
         .manual_journal_persist(true)
         .open()?)
-}
-
-/// Allocated bytes under `dir`, recursively; unreadable entries count as 0 (a file compaction
-/// just removed, for instance).
-fn du(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|entry| match entry.metadata() {
-            Ok(m) if m.is_dir() => du(&entry.path()),
-            Ok(m) => m.blocks() * 512,
-            Err(_) => 0,
-        })
-        .sum()
 }

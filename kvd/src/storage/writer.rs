@@ -1569,7 +1569,9 @@ mod tests {
     fn store(dir: &std::path::Path) -> Arc<ShardStore> {
         let (log, _) =
             Log::open(&dir.join("log"), 1, 8 << 20, true, |_, _| {}).expect("open the log");
-        Arc::new(ShardStore::open(&dir.join("shard-0"), 0, Arc::new(log)).expect("open"))
+        let path = dir.join("store");
+        let db = crate::storage::shard::open_db(&path).expect("open the database");
+        Arc::new(ShardStore::open(&db, &path, 0, Arc::new(log)).expect("open"))
     }
 
     fn spawn(store: &Arc<ShardStore>, fence: Arc<AtomicU64>) -> WriterHandle {
@@ -1773,7 +1775,7 @@ mod tests {
             w.close().await;
         }
         // The data store is gone (its unsynced journal lost, say): the log has every write.
-        std::fs::remove_dir_all(dir.path().join("shard-0")).expect("remove");
+        std::fs::remove_dir_all(dir.path().join("store")).expect("remove");
         let (store, w) = open(dir.path());
         assert_eq!(store.counters().expect("counters"), (21, 19));
         assert_eq!(store.get(b"k7").expect("get"), Some((8, b"v".to_vec())));
