@@ -141,6 +141,7 @@ pub struct Metrics {
     writable: IntGauge,
     log_disk: IntGauge,
     log_retention: IntGauge,
+    store_journal: IntGauge,
     storage_ok: IntGauge,
     failovers: IntGauge,
     failover_auto: IntGauge,
@@ -318,6 +319,11 @@ impl Metrics {
             "The log's retention (--log-retention)",
         )?;
         reg(Box::new(log_retention.clone()))?;
+        let store_journal = IntGauge::new(
+            "store_journal_bytes",
+            "Bytes the data store's own journal (fjall's) takes on disk",
+        )?;
+        reg(Box::new(store_journal.clone()))?;
         let storage_ok = IntGauge::new(
             "storage_ok",
             "0 while the node's storage takes no writes (disk nearly full, or the log failed)",
@@ -446,6 +452,7 @@ impl Metrics {
             writable,
             log_disk,
             log_retention,
+            store_journal,
             storage_ok,
             failovers,
             failover_auto,
@@ -492,6 +499,8 @@ impl Metrics {
         self.log_disk.set(gauge_i64(status.storage.log_disk_bytes));
         self.log_retention
             .set(gauge_i64(status.storage.log_retention_bytes));
+        self.store_journal
+            .set(gauge_i64(status.storage.store_journal_bytes));
         self.storage_ok
             .set(i64::from(status.storage.problem.is_none()));
         self.failovers.set(gauge_i64(

@@ -1135,6 +1135,11 @@ impl Node {
                 log_disk_bytes: self.inner.log.disk_bytes(),
                 log_retention_bytes: self.inner.log.retention(),
                 log_segment_bytes: self.inner.log.segment_bytes(),
+                store_journal_bytes: self
+                    .inner
+                    .shards
+                    .first()
+                    .map_or(0, |s| s.store.journal_bytes()),
                 problem: self.storage_problem().map(|(_, why)| why),
             },
             address: self.inner.advertised.clone(),

@@ -194,6 +194,8 @@ pub struct StorageStatus {
     pub log_retention_bytes: u64,
     /// The size of one segment.
     pub log_segment_bytes: u64,
+    /// Bytes the data store's own journal takes on disk (fjall's; bounded near 64 MB).
+    pub store_journal_bytes: u64,
     /// Why the node takes no writes now (a nearly full disk, a failed log), if it takes none.
     pub problem: Option<String>,
 }

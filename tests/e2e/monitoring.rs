@@ -533,7 +533,8 @@ fn json_outputs_have_the_documented_fields() {
             "log_disk_bytes",
             "log_retention_bytes",
             "log_segment_bytes",
-            "problem"
+            "problem",
+            "store_journal_bytes"
         ]
     );
     // The default retention, and a log that holds something once written.

@@ -263,10 +263,11 @@ fn print_text(out: &mut impl Write, view: &View, now_unix_ms: u64) -> io::Result
     )?;
     writeln!(
         out,
-        "log       {} on disk, retention {} (segments of {})",
+        "log       {} on disk, retention {} (segments of {}); data store journal {}",
         human_bytes(s.storage.log_disk_bytes),
         human_bytes(s.storage.log_retention_bytes),
-        human_bytes(s.storage.log_segment_bytes)
+        human_bytes(s.storage.log_segment_bytes),
+        human_bytes(s.storage.store_journal_bytes)
     )?;
     if let Some(problem) = &s.storage.problem {
         writeln!(out, "WRITES    refused: {problem}")?;
@@ -519,7 +520,7 @@ version   0.1.0
 uptime    1h 2m 5s
 sync      always
 limits    keys up to 4 KiB, values up to 1 MiB
-log       64 MiB on disk, retention 256 MiB (segments of 32 MiB)
+log       64 MiB on disk, retention 256 MiB (segments of 32 MiB); data store journal 40 MiB
 failover  manual (by command: kvctl failover, kvctl promote)
 
 shard  keys  last seq     disk
@@ -593,7 +594,8 @@ replica  10.0.0.3:3000   77aa0b12  down   1: 5 behind; others in sync
                 "max_key_bytes": 4096,
                 "max_value_bytes": 1_048_576,
                 "storage": {"log_disk_bytes": 67_108_864, "log_retention_bytes": 268_435_456,
-                            "log_segment_bytes": 33_554_432, "problem": null},
+                            "log_segment_bytes": 33_554_432, "store_journal_bytes": 41_943_040,
+                            "problem": null},
                 "shards": [
                     {"shard": 0, "keys": 10, "last_seq": 12, "disk_bytes": 2048,
                      "resyncing": false, "partial_resyncs": 0, "full_resyncs": 0,
@@ -643,6 +645,7 @@ replica  10.0.0.3:3000   77aa0b12  down   1: 5 behind; others in sync
                 log_disk_bytes: 1 << 20,
                 log_retention_bytes: 8 << 20,
                 log_segment_bytes: 1 << 20,
+                store_journal_bytes: 3 << 20,
                 problem: Some("3.0 MiB free on the disk of /data".into()),
             },
             node_id: "r1".into(),
@@ -713,7 +716,7 @@ version   0.1.0
 uptime    59s
 sync      none
 limits    keys up to 4 KiB, values up to 1 MiB
-log       1 MiB on disk, retention 8 MiB (segments of 1 MiB)
+log       1 MiB on disk, retention 8 MiB (segments of 1 MiB); data store journal 3 MiB
 WRITES    refused: 3.0 MiB free on the disk of /data
 failover  manual (by command: kvctl failover, kvctl promote)
 last      failover epoch 3, switchover from 3f2a9c1b (10.0.0.2:3000) to m1 (10.0.0.1:3000) 1m 12s ago, took 120 ms: kvctl failover

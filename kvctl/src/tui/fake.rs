@@ -54,6 +54,7 @@ pub fn node(
             log_disk_bytes: 96 << 20,
             log_retention_bytes: 256 << 20,
             log_segment_bytes: 32 << 20,
+            store_journal_bytes: 40 << 20,
             problem: None,
         },
         node_id: id.into(),

@@ -434,6 +434,7 @@ impl Fake {
                 log_disk_bytes: 64 << 20,
                 log_retention_bytes: 256 << 20,
                 log_segment_bytes: 32 << 20,
+                store_journal_bytes: 40 << 20,
                 problem: None,
             },
             failover: crate::cluster::FailoverStatus::manual(),
