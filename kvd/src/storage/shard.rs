@@ -32,6 +32,8 @@ pub struct ShardStore {
     pub(super) data: Keyspace,
     pub(super) meta: Keyspace,
     pub(super) log: Arc<Log>,
+    /// When upkeep last flushed the memtables to let fjall drop a journal.
+    last_flush: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// A key, its version and its value.
@@ -55,12 +57,8 @@ impl ShardStore {
     /// # Errors
     /// When the engine cannot open the keyspaces.
     pub fn open(db: &Database, path: &Path, id: u32, log: Arc<Log>) -> Result<Self, StorageError> {
-        let data = db.keyspace(&format!("data-{id}"), || {
-            KeyspaceCreateOptions::default().max_memtable_size(8 << 20)
-        })?;
-        let meta = db.keyspace(&format!("meta-{id}"), || {
-            KeyspaceCreateOptions::default().max_memtable_size(1 << 20)
-        })?;
+        let data = db.keyspace(&format!("data-{id}"), KeyspaceCreateOptions::default)?;
+        let meta = db.keyspace(&format!("meta-{id}"), KeyspaceCreateOptions::default)?;
         Ok(Self {
             id,
             path: path.to_path_buf(),
@@ -68,6 +66,7 @@ impl ShardStore {
             data,
             meta,
             log,
+            last_flush: std::sync::Mutex::new(None),
         })
     }
 
@@ -351,9 +350,17 @@ impl ShardStore {
     /// # Errors
     /// On engine errors.
     pub fn bound_journal(&self) -> Result<(), StorageError> {
-        // fjall seals its journal at the first flush past 64,000,000 bytes: ask for that flush
-        // as soon as the journal is there, and flush again while a sealed journal remains.
-        if self.db.journal_count() > 1 || self.db.journal_disk_space()? > 64_000_000 {
+        // fjall seals its journal at the first flush past 64,000,000 bytes written: ask for that
+        // flush once the journal holds that much (allocated blocks: fjall sizes the file ahead,
+        // so its length says nothing), and flush again while a sealed one remains, at most
+        // once a second (each flush makes a table that compaction merges).
+        let due = self.db.journal_count() > 1 || self.journal_bytes() > 64_000_000;
+        let mut last = self
+            .last_flush
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if due && last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)) {
+            *last = Some(std::time::Instant::now());
             self.data.rotate_memtable()?;
             self.meta.rotate_memtable()?;
         }
@@ -378,6 +385,6 @@ pub fn open_db(path: &Path) -> Result<Database, StorageError> {
     Ok(Database::builder(path)
         .worker_threads(2)
         .max_journaling_size(64 << 20)
-        .manual_journal_persist(true)
+        .manual_journal_persist(false)
         .open()?)
 }
