@@ -51,8 +51,8 @@ impl ShardStore {
     /// Opens (or creates) shard `id` in the node's database `db` (at `path`), whose entries are
     /// in `log` (the writer replays what `log` holds past what the database applied).
     ///
-    /// The memtables are kept small (8 MiB): the data store is not the journal any more, so what
-    /// it holds beyond the live data is overhead on disk (docs/storage-format.md).
+    /// The data store is not the journal any more: upkeep keeps its journal near one file
+    /// ([`ShardStore::bound_journal`], docs/storage-format.md).
     ///
     /// # Errors
     /// When the engine cannot open the keyspaces.
@@ -379,9 +379,9 @@ impl ShardStore {
 
 /// Opens a fjall database: the node's (`<data-dir>/store`), or a format-1 shard's.
 pub fn open_db(path: &Path) -> Result<Database, StorageError> {
-    // The node's log is the journal: fjall's own is not even handed to the OS per commit
-    // (`manual_journal_persist`), only when a segment of it rotates, at a sync before the log
-    // is trimmed, and at shutdown; what a crash loses of it is replayed from the log.
+    // The node's log is the journal: fjall's own is never fsynced by a commit, only before
+    // the log is trimmed and at shutdown; what a crash loses of it is replayed from the log.
+    // (Handed to the OS per commit, so the allocated size upkeep reads follows what is written.)
     Ok(Database::builder(path)
         .worker_threads(2)
         .max_journaling_size(64 << 20)
