@@ -178,3 +178,105 @@ pub fn remove_format1_shards(dir: &Path, shards: u32) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_bytes::ByteBuf;
+
+    use super::*;
+    use crate::storage::{
+        ShardStore,
+        format::{LogOp, LogRecord, encode_data},
+    };
+
+    /// A format-1 shard as the previous release wrote it: `n` puts of `k<i>` at sequences
+    /// 1..=n, every one still in the `log` keyspace.
+    fn format1_shard(dir: &Path, shard: u32, n: u64) {
+        let db = open_db(&NodeMeta::shard_dir(dir, shard)).expect("open");
+        let data = db
+            .keyspace("data", KeyspaceCreateOptions::default)
+            .expect("data");
+        let log = db
+            .keyspace("log", KeyspaceCreateOptions::default)
+            .expect("log");
+        let meta = db
+            .keyspace("meta", KeyspaceCreateOptions::default)
+            .expect("meta");
+        let mut batch = db.batch().durability(Some(PersistMode::SyncAll));
+        for seq in 1..=n {
+            let key = format!("s{shard}-k{seq}");
+            let value = format!("v{seq}");
+            batch.insert(&data, key.as_bytes(), encode_data(seq, value.as_bytes()));
+            let record = LogRecord {
+                epoch: 1,
+                time_ms: 0,
+                op: LogOp::Put {
+                    key: ByteBuf::from(key.into_bytes()),
+                    value: ByteBuf::from(value.into_bytes()),
+                },
+            };
+            batch.insert(&log, seq.to_be_bytes(), record.encode().expect("encode"));
+        }
+        batch.insert(&meta, META_LAST_SEQ, n.to_be_bytes());
+        batch.insert(&meta, META_KEYS, n.to_be_bytes());
+        batch.commit().expect("commit");
+    }
+
+    #[test]
+    fn an_interrupted_migration_is_redone_and_keeps_every_key_and_entry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut meta = NodeMeta {
+            format: 1,
+            node_id: "n1".into(),
+            shards: 2,
+        };
+        write_json_atomically(&dir.path().join("node.json"), &meta, "node.json").expect("json");
+        format1_shard(dir.path(), 0, 30);
+        format1_shard(dir.path(), 1, 12);
+        // What an earlier attempt left when it was killed: half-made directories, and even a
+        // renamed log, while node.json still says format 1.
+        for left in ["log.migrating", "store.migrating", "log"] {
+            fs::create_dir_all(dir.path().join(left)).expect("mkdir");
+            fs::write(dir.path().join(left).join("junk"), b"half written").expect("junk");
+        }
+        run(dir.path(), &mut meta, 8 << 20).expect("migrate");
+        assert_eq!(meta.format, FORMAT);
+        let on_disk: NodeMeta =
+            serde_json::from_slice(&fs::read(dir.path().join("node.json")).expect("read"))
+                .expect("json");
+        assert_eq!(on_disk.format, FORMAT);
+        assert!(
+            !NodeMeta::shard_dir(dir.path(), 0).exists(),
+            "format-1 shards removed"
+        );
+        assert!(!dir.path().join("log").join("junk").exists());
+
+        let (log, _) =
+            Log::open(&dir.path().join("log"), 2, 8 << 20, true, |_, _| {}).expect("log");
+        let log = Arc::new(log);
+        assert_eq!(log.range(0), (1, 30));
+        assert_eq!(log.range(1), (1, 12));
+        let path = NodeMeta::store_dir(dir.path());
+        let db = open_db(&path).expect("store");
+        let s0 = ShardStore::open(&db, &path, 0, Arc::clone(&log)).expect("shard 0");
+        let s1 = ShardStore::open(&db, &path, 1, Arc::clone(&log)).expect("shard 1");
+        assert_eq!(s0.counters().expect("counters"), (30, 30));
+        assert_eq!(s1.counters().expect("counters"), (12, 12));
+        assert_eq!(s0.get(b"s0-k7").expect("get"), Some((7, b"v7".to_vec())));
+        assert_eq!(s1.get(b"s1-k12").expect("get"), Some((12, b"v12".to_vec())));
+        // Every entry is applied: nothing is replayed over the copied data.
+        assert_eq!(s0.applied_lsn().expect("lsn"), 30);
+        assert_eq!(s1.applied_lsn().expect("lsn"), 42);
+        let entries = s1.read_log(0, 12, usize::MAX, 100).expect("entries");
+        assert_eq!(entries.len(), 12);
+        assert_eq!(
+            LogRecord::decode(&entries[3].record).expect("record").op,
+            LogOp::Put {
+                key: ByteBuf::from(b"s1-k4".to_vec()),
+                value: ByteBuf::from(b"v4".to_vec()),
+            }
+        );
+    }
+}
