@@ -353,13 +353,13 @@ impl ShardStore {
         // fjall seals its journal at the first flush past 64,000,000 bytes written: ask for that
         // flush once the journal holds that much (allocated blocks: fjall sizes the file ahead,
         // so its length says nothing), and flush again while a sealed one remains, at most
-        // once a second (each flush makes a table that compaction merges).
+        // four times a second (each flush makes a table that compaction merges).
         let due = self.db.journal_count() > 1 || self.journal_bytes() > 64_000_000;
         let mut last = self
             .last_flush
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if due && last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)) {
+        if due && last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(250)) {
             *last = Some(std::time::Instant::now());
             self.data.rotate_memtable()?;
             self.meta.rotate_memtable()?;
