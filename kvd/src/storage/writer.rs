@@ -598,6 +598,11 @@ impl Committer {
             };
             next = self.handle(msg, &mut rx);
             if self.writers.iter().all(|w| w.closed) {
+                // Nothing more is taken; what was queued meanwhile is refused.
+                rx.close();
+                while let Ok(msg) = rx.try_recv() {
+                    self.handle(msg, &mut rx);
+                }
                 break;
             }
         }
@@ -615,7 +620,11 @@ impl Committer {
     ) -> Option<(u32, Msg)> {
         let writer = self.writers.get_mut(shard as usize)?;
         if writer.closed {
-            // Dropping the message drops its reply: the caller sees the writer stopped.
+            // A write after the close is refused as the node's shutdown refuses it; any other
+            // message is dropped with its reply, and its caller sees the writer stopped.
+            if let Msg::Write(op) = msg {
+                let _ = op.reply.send(Err(KvError::ShuttingDown));
+            }
             return None;
         }
         match msg {
@@ -1625,6 +1634,21 @@ mod tests {
         assert_eq!(*w.last_seq().borrow(), 4);
         w.close().await;
         assert_eq!(store.counters().expect("counters"), (4, 1));
+    }
+
+    #[tokio::test]
+    async fn a_write_after_the_close_is_refused_as_shutting_down() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, w) = open(dir.path());
+        w.submit(put("a", "1", PutCondition::None), 1)
+            .await
+            .expect("put");
+        w.close().await;
+        assert_eq!(
+            w.submit(put("b", "1", PutCondition::None), 1).await,
+            Err(KvError::ShuttingDown)
+        );
+        assert_eq!(store.get(b"b").expect("get"), None);
     }
 
     #[tokio::test]
