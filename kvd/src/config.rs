@@ -104,6 +104,10 @@ pub struct Args {
     /// Most open connections in all.
     #[arg(long, env = "KVD_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+    /// Threads serving requests; 0: one less than the machine's cores (at least one), leaving a
+    /// core to the thread that commits every write.
+    #[arg(long, env = "KVD_WORKER_THREADS", default_value_t = 0)]
+    pub worker_threads: usize,
     /// A frame (a request), from its first byte, must arrive whole within this time, in
     /// milliseconds, or its connection is closed.
     #[arg(long, env = "KVD_FRAME_TIMEOUT_MS", default_value_t = 30_000)]
@@ -254,6 +258,8 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     /// `--max-connections`.
     pub max_connections: usize,
+    /// Threads serving requests (`--worker-threads`, resolved).
+    pub worker_threads: usize,
     /// `--frame-timeout-ms`.
     pub frame_timeout: std::time::Duration,
     /// `--idle-timeout-secs`.
@@ -382,6 +388,13 @@ impl Args {
             return bad(format!(
                 "--max-value-bytes={} is out of range: use 0 to {MAX_VALUE_LIMIT}",
                 self.max_value_bytes
+            ));
+        }
+        if self.worker_threads > 1024 {
+            return bad(format!(
+                "--worker-threads={} is out of range: use 1 to 1024, or 0 for one less than \
+                 the machine's cores",
+                self.worker_threads
             ));
         }
         if self.log_retention < MIN_LOG_RETENTION {
@@ -522,6 +535,12 @@ impl Args {
             log_retention: self.log_retention,
             max_connections_per_ip: self.max_connections_per_ip,
             max_connections: self.max_connections,
+            worker_threads: match self.worker_threads {
+                0 => std::thread::available_parallelism()
+                    .map_or(1, |n| n.get().saturating_sub(1))
+                    .max(1),
+                n => n,
+            },
             frame_timeout: std::time::Duration::from_millis(self.frame_timeout_ms),
             idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
             max_partial_frame_bytes: self.max_partial_frames_mib.saturating_mul(1 << 20),
@@ -597,6 +616,21 @@ mod tests {
         let c = parse(&["--replica=true", "--master=http://localhost:3000"]).expect("replica");
         assert_eq!(c.master.expect("master").port, 3000);
         assert!(parse(&["--master=http://localhost:3000"]).is_err());
+    }
+
+    #[test]
+    fn worker_threads_leave_a_core_to_the_committer() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let auto = parse(&["--port=3000"]).expect("default").worker_threads;
+        assert_eq!(auto, cores.saturating_sub(1).max(1));
+        assert_eq!(
+            parse(&["--worker-threads=3"])
+                .expect("given")
+                .worker_threads,
+            3
+        );
+        let err = parse(&["--worker-threads=5000"]).expect_err("too many");
+        assert!(err.to_string().contains("--worker-threads=5000"), "{err}");
     }
 
     #[test]
