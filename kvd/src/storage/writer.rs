@@ -908,30 +908,7 @@ impl Writer {
                             detail: e.to_string(),
                         })?;
                     seq = frame.seq;
-                    let (key, after) = match record.op {
-                        LogOp::Put { key, value } => {
-                            batch.insert(
-                                &self.store.data,
-                                key.as_slice(),
-                                encode_data(seq, &value),
-                            );
-                            (key.into_vec(), true)
-                        }
-                        LogOp::Delete { key } => {
-                            batch.remove(&self.store.data, key.as_slice());
-                            (key.into_vec(), false)
-                        }
-                    };
-                    let before = match pending.get(&key) {
-                        Some(v) => v.is_some(),
-                        None => self.versions.lookup(&self.store, &key)?.is_some(),
-                    };
-                    match (before, after) {
-                        (false, true) => keys += 1,
-                        (true, false) => keys = keys.saturating_sub(1),
-                        _ => {}
-                    }
-                    pending.insert(key, after.then_some(seq));
+                    self.stage(&mut batch, seq, record.op, &mut pending, &mut keys)?;
                     lsn = frame.lsn;
                     in_batch += 1;
                     if in_batch >= 10_000 {
@@ -1291,30 +1268,7 @@ impl Writer {
         let mut pending: HashMap<Vec<u8>, Option<u64>> = HashMap::new();
         let mut keys = self.keys;
         for (entry, record) in entries.iter().zip(records) {
-            let (key, present_after) = match record.op {
-                LogOp::Put { key, value } => {
-                    batch.insert(
-                        &self.store.data,
-                        key.as_slice(),
-                        encode_data(entry.seq, &value),
-                    );
-                    (key.into_vec(), true)
-                }
-                LogOp::Delete { key } => {
-                    batch.remove(&self.store.data, key.as_slice());
-                    (key.into_vec(), false)
-                }
-            };
-            let present_before = match pending.get(&key) {
-                Some(v) => v.is_some(),
-                None => self.versions.lookup(&self.store, &key)?.is_some(),
-            };
-            match (present_before, present_after) {
-                (false, true) => keys += 1,
-                (true, false) => keys = keys.saturating_sub(1),
-                _ => {}
-            }
-            pending.insert(key, present_after.then_some(entry.seq));
+            self.stage(&mut batch, entry.seq, record.op, &mut pending, &mut keys)?;
         }
         batch.insert(&self.store.meta, META_LAST_SEQ, seq.to_be_bytes());
         batch.insert(&self.store.meta, META_KEYS, keys.to_be_bytes());
@@ -1337,6 +1291,39 @@ impl Writer {
             self.versions.record(key, version);
         }
         Ok(seq)
+    }
+
+    /// Puts one log entry's operation at `seq` into `batch`, counting the key in `keys` and
+    /// noting its version in `pending` (replicated entries and replay alike).
+    fn stage(
+        &mut self,
+        batch: &mut fjall::OwnedWriteBatch,
+        seq: u64,
+        op: LogOp,
+        pending: &mut HashMap<Vec<u8>, Option<u64>>,
+        keys: &mut u64,
+    ) -> Result<(), StorageError> {
+        let (key, after) = match op {
+            LogOp::Put { key, value } => {
+                batch.insert(&self.store.data, key.as_slice(), encode_data(seq, &value));
+                (key.into_vec(), true)
+            }
+            LogOp::Delete { key } => {
+                batch.remove(&self.store.data, key.as_slice());
+                (key.into_vec(), false)
+            }
+        };
+        let before = match pending.get(&key) {
+            Some(v) => v.is_some(),
+            None => self.versions.lookup(&self.store, &key)?.is_some(),
+        };
+        match (before, after) {
+            (false, true) => *keys += 1,
+            (true, false) => *keys = keys.saturating_sub(1),
+            _ => {}
+        }
+        pending.insert(key, after.then_some(seq));
+        Ok(())
     }
 
     /// Remembered commits start over at the current sequence.
