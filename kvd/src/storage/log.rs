@@ -27,7 +27,6 @@ use std::{
     os::unix::fs::FileExt,
     path::{Path, PathBuf},
     sync::{Arc, Condvar, Mutex, MutexGuard, RwLock},
-    time::Instant,
 };
 
 use serde_bytes::ByteBuf;
@@ -38,7 +37,7 @@ use super::{StorageError, meta::io_err};
 /// Bytes of a frame's header.
 pub const HEADER: usize = 16;
 /// Bytes of a body before its payload.
-const BODY_FIXED: usize = 21;
+pub const BODY_FIXED: usize = 21;
 /// The largest body a frame may have (a batch of one shard is at most 32 MiB of keys and values).
 const MAX_BODY: usize = 256 * 1024 * 1024;
 const SPARE: &str = "spare.tmp";
@@ -654,7 +653,6 @@ impl Log {
         let roll = st.active.offset + need > st.active.size && st.active.offset > 0;
         drop(st);
 
-        let started = Instant::now();
         let mut made = None;
         let result = (|| -> Result<(), Failure> {
             if roll {
@@ -684,7 +682,6 @@ impl Log {
             }
             Ok(())
         })();
-        let _ = started;
 
         let mut st = lock(&self.state);
         match &result {

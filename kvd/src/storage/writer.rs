@@ -709,7 +709,7 @@ impl Committer {
                 for (shard, plan) in plans {
                     lsn += plan.planned.len() as u64;
                     if let Some(writer) = self.writers.get_mut(shard) {
-                        writer.apply(plan, &mut ops[shard], &arena, lsn - 1, started);
+                        writer.apply(plan, &mut ops[shard], lsn - 1, started);
                     }
                 }
             }
@@ -1116,14 +1116,7 @@ impl Writer {
 
     /// The log holds `plan` up to `lsn`: applies it to the data store (no fsync), publishes it
     /// and answers every op.
-    fn apply(
-        &mut self,
-        plan: Plan,
-        ops: &mut Vec<WriteOp>,
-        arena: &[u8],
-        lsn: u64,
-        started: Instant,
-    ) {
+    fn apply(&mut self, plan: Plan, ops: &mut Vec<WriteOp>, lsn: u64, started: Instant) {
         let shard = self.store.id();
         let Plan {
             mut results,
@@ -1136,9 +1129,8 @@ impl Writer {
         {
             let log_bytes: u64 = planned
                 .iter()
-                .map(|p| (p.end - p.start + log::HEADER + 21) as u64)
+                .map(|p| (p.end - p.start + log::HEADER + log::BODY_FIXED) as u64)
                 .sum();
-            let _ = arena;
             // Durable in the log: now the data store, without its own fsync.
             let mut batch = self.store.db().batch();
             for p in &planned {
