@@ -652,7 +652,9 @@ impl Client {
                     Some(_) if Instant::now() >= deadline => break,
                     Some(_) => {}
                 }
-            } else {
+            } else if seen.is_none() || Instant::now() < deadline {
+                // A round the deadline cut short says less than the whole one before it
+                // (only "no answer within" for the node it was asking when time ran out).
                 seen = Some(found.describe());
             }
             if !backoff.wait(deadline).await {
