@@ -865,10 +865,13 @@ impl Node {
             message: "a put was not given a version".into(),
         })?;
         if let Some((acks, timeout)) = self.acks_wanted(req.acks, req.acks_timeout_ms) {
-            self.inner
-                .master
-                .wait_acks(shard.store.id(), seq, acks, timeout)
-                .await?;
+            // Boxed: only writes that ask for acks carry its state.
+            Box::pin(
+                self.inner
+                    .master
+                    .wait_acks(shard.store.id(), seq, acks, timeout),
+            )
+            .await?;
         }
         Ok(seq)
     }
